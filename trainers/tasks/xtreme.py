@@ -1,0 +1,147 @@
+"""The XTREME target tasks (Hu et al. 2020), as evaluated by Phang et al. 2020."""
+
+from __future__ import annotations
+
+from trainers.tasks._spec import HubSource, TaskSpec, TaskType
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+UPOS_TAGS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+QA_COLUMNS = {"id": "id", "context": "context", "question": "question", "answers": "answers"}
+RETRIEVAL_COLUMNS = {"source": "source_sentence", "target": "target_sentence"}
+
+# google/xtreme names its UD configs by language name.
+UD_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+XNLI_LANGUAGES = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+PANX_LANGUAGES = (
+    "en", "af", "ar", "bg", "bn", "de", "el", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
+    "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta", "te", "th",
+    "tl", "tr", "ur", "vi", "yo", "zh",
+)  # fmt: skip
+TYDIQA_NAMES = {
+    "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+# google/xtreme names its Tatoeba configs by ISO 639-3 code.
+TATOEBA_CODES = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa", "et": "est",
+    "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
+    "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "ml": "mal", "mr": "mar",
+    "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl",
+    "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
+}  # fmt: skip
+
+XTREME_TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec(
+        name="xnli",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource("facebook/xnli", "{lang}", {"train": "train", "dev": "validation", "test": "test"}),
+        columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
+        languages=XNLI_LANGUAGES,
+        label_names=NLI_LABELS,
+        metric="accuracy",
+        description="Cross-lingual NLI; English train is MNLI.",
+    ),
+    TaskSpec(
+        name="pawsx",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource(
+            "google-research-datasets/paws-x",
+            "{lang}",
+            {"train": "train", "dev": "validation", "test": "test"},
+        ),
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"},
+        languages=("en", "de", "es", "fr", "ja", "ko", "zh"),
+        label_names=("different", "paraphrase"),
+        metric="accuracy",
+        description="Paraphrase adversaries from word scrambling.",
+    ),
+    TaskSpec(
+        name="udpos",
+        type=TaskType.TAGGING,
+        hub=HubSource(
+            "google/xtreme", "udpos.{lang}", {"train": "train", "dev": "validation", "test": "test"}, UD_NAMES
+        ),
+        columns={"tokens": "tokens", "tags": "pos_tags"},
+        languages=("en", *sorted(set(UD_NAMES) - {"en"})),
+        label_names=UPOS_TAGS,
+        metric="accuracy_tokens",
+        description="Universal Dependencies part-of-speech tagging.",
+    ),
+    TaskSpec(
+        name="panx",
+        type=TaskType.TAGGING,
+        hub=HubSource(
+            "google/xtreme", "PAN-X.{lang}", {"train": "train", "dev": "validation", "test": "test"}
+        ),
+        columns={"tokens": "tokens", "tags": "ner_tags"},
+        languages=PANX_LANGUAGES,
+        label_names=NER_TAGS,
+        metric="seqeval_f1",
+        description="WikiANN named-entity recognition (PER/ORG/LOC).",
+    ),
+    TaskSpec(
+        name="xquad",
+        type=TaskType.SPAN_QA,
+        hub=HubSource("google/xquad", "xquad.{lang}", {"test": "validation"}),
+        columns=QA_COLUMNS,
+        languages=("en", "ar", "de", "el", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"),
+        metric="squad",
+        train_task="squad_v1",
+        english_dev_task="squad_v1",
+        description="SQuAD v1.1 dev translated into 11 languages; trains on SQuAD v1.1.",
+    ),
+    TaskSpec(
+        name="mlqa",
+        type=TaskType.SPAN_QA,
+        hub=HubSource("facebook/mlqa", "mlqa.{lang}.{lang}", {"dev": "validation", "test": "test"}),
+        columns=QA_COLUMNS,
+        languages=("en", "ar", "de", "es", "hi", "vi", "zh"),
+        metric="squad",
+        train_task="squad_v1",
+        description="Multilingual QA over parallel Wikipedia; trains on SQuAD v1.1.",
+    ),
+    TaskSpec(
+        name="tydiqa",
+        type=TaskType.SPAN_QA,
+        hub=HubSource(
+            "google-research-datasets/tydiqa",
+            "secondary_task",
+            {"train": "train", "test": "validation"},
+            id_prefix=TYDIQA_NAMES,
+        ),
+        columns=QA_COLUMNS,
+        languages=tuple(TYDIQA_NAMES),
+        metric="squad",
+        english_dev_task="squad_v1",
+        description="TyDiQA gold passage task; trains on its English train split.",
+    ),
+    TaskSpec(
+        name="bucc",
+        type=TaskType.RETRIEVAL,
+        hub=HubSource("google/xtreme", "bucc18.{lang}", {"dev": "validation", "test": "test"}),
+        columns=RETRIEVAL_COLUMNS,
+        languages=("de", "fr", "ru", "zh"),
+        metric="bucc_f1",
+        description="Parallel sentence mining against English (margin score, F1 at a dev-tuned threshold).",
+    ),
+    TaskSpec(
+        name="tatoeba",
+        type=TaskType.RETRIEVAL,
+        hub=HubSource("google/xtreme", "tatoeba.{lang}", {"test": "validation"}, TATOEBA_CODES),
+        columns=RETRIEVAL_COLUMNS,
+        languages=tuple(TATOEBA_CODES),
+        metric="retrieval_accuracy",
+        description="Nearest-neighbour translation retrieval against English.",
+    ),
+)
