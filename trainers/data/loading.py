@@ -1,0 +1,281 @@
+"""Read a task's split from the hub, local files or the miniature into the canonical columns.
+
+Whatever the source, ``load_split`` returns exactly the columns of ``CANONICAL_COLUMNS`` for the
+task's type (see docs/CONTRACTS.md), so that everything downstream is source-agnostic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from trainers.config import DataConfig
+from trainers.tasks import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, TaskSpec, TaskType, get_task
+
+# The canonical schema of each task type, so that hub and local data come out with identical types.
+_TEXT = datasets.Value("string")
+_TEXTS = datasets.List(datasets.Value("string"))
+CANONICAL_FEATURES: dict[TaskType, datasets.Features] = {
+    TaskType.SINGLE_CLASSIFICATION: datasets.Features({"text_a": _TEXT, "label": _TEXT}),
+    TaskType.PAIR_CLASSIFICATION: datasets.Features({"text_a": _TEXT, "text_b": _TEXT, "label": _TEXT}),
+    TaskType.TAGGING: datasets.Features({"tokens": _TEXTS, "tags": _TEXTS}),
+    TaskType.SPAN_QA: datasets.Features(
+        {
+            "id": _TEXT,
+            "context": _TEXT,
+            "question": _TEXT,
+            "answers": {"text": _TEXTS, "answer_start": datasets.List(datasets.Value("int32"))},
+        }
+    ),
+    TaskType.MULTIPLE_CHOICE: datasets.Features(
+        {"context": _TEXT, "question": _TEXT, "choices": _TEXTS, "label": datasets.Value("int64")}
+    ),
+    TaskType.RETRIEVAL: datasets.Features({"source": _TEXT, "target": _TEXT}),
+}
+
+
+class DataError(ValueError):
+    """Task data that cannot be read as asked; the message is one line naming what is wrong."""
+
+
+# -- public API ---------------------------------------------------------------------------------
+
+
+def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> datasets.Dataset:
+    """One split of one language of ``task``, in the task type's canonical columns."""
+    if split not in SPLITS:
+        raise DataError(f"{task.name}: unknown split {split!r}; splits: {', '.join(task_splits(task))}")
+    if data.source == "hub":
+        raw = _load_hub(task, split, language)
+    else:
+        path = _local_file(task, split, language, data)
+        raw = datasets.load_dataset(
+            "json", data_files=str(path), split="train", cache_dir=str(_cache_root(data) / "hf_datasets")
+        )
+    cap = data.max_train_examples if split == "train" else data.max_eval_examples
+    if cap is not None and cap < len(raw):
+        # The first N rows: deterministic, and the same rows for every trial.
+        raw = raw.select(range(cap))
+    return _canonicalise(task, raw, f"{task.name} {split}/{language}")
+
+
+def available_languages(task: TaskSpec, data: DataConfig) -> tuple[str, ...]:
+    """Languages of ``task`` that ``data``'s source holds (English first where present)."""
+    if data.source == "hub":
+        return task.languages
+    task_dir = _data_root(data) / task.name
+    if not task_dir.is_dir():
+        return ()
+    present = {d.name for d in task_dir.iterdir() if d.is_dir() and any(d.glob("*.jsonl"))}
+    # Registry order first (English leads), then anything else the directory holds.
+    return tuple(lang for lang in task.languages if lang in present) + tuple(
+        sorted(present - set(task.languages))
+    )
+
+
+def task_splits(task: TaskSpec) -> tuple[str, ...]:
+    """The splits the task has on the hub (all of train/dev/test for local-only tasks)."""
+    if task.hub is None:
+        return SPLITS
+    return tuple(split for split in SPLITS if split in task.hub.splits)
+
+
+def resolve_train_task(task: TaskSpec) -> TaskSpec:
+    """The task whose English train split trains ``task`` (XQuAD and MLQA train on SQuAD v1.1)."""
+    return get_task(task.train_task) if task.train_task else task
+
+
+def resolve_english_dev(task: TaskSpec) -> tuple[TaskSpec, str]:
+    """The task and split holding ``task``'s English dev set."""
+    if task.english_dev_task:
+        return get_task(task.english_dev_task), "dev"
+    return task, "dev"
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+def _cache_root(data: DataConfig) -> Path:
+    return Path(data.cache_dir).expanduser()
+
+
+def _data_root(data: DataConfig) -> Path:
+    """The root of ``<task>/<lang>/<split>.jsonl`` files for local and miniature sources."""
+    if data.source == "miniature":
+        # Lazy: the miniature generator is a separate module, only needed for this source.
+        from trainers.data.miniature import ensure_miniature
+
+        return ensure_miniature(
+            Path(data.data_dir).expanduser() if data.data_dir else _cache_root(data) / "data"
+        )
+    if not data.data_dir:
+        raise DataError("data.source=local needs data.data_dir")
+    root = Path(data.data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.data_dir {root} does not exist")
+    return root
+
+
+def _local_file(task: TaskSpec, split: str, language: str, data: DataConfig) -> Path:
+    """The jsonl file of a split, checked to exist (with the alternatives named when it does not)."""
+    root = _data_root(data)
+    languages = available_languages(task, data)
+    if language not in languages:
+        listed = ", ".join(languages) or "none"
+        raise DataError(
+            f"{task.name}: no language {language!r} under {root / task.name}; languages: {listed}"
+        )
+    path = root / task.name / language / f"{split}.jsonl"
+    if not path.is_file():
+        present = [s for s in SPLITS if (path.parent / f"{s}.jsonl").is_file()]
+        raise DataError(f"{task.name}: missing file {path}; splits present: {', '.join(present) or 'none'}")
+    with path.open(encoding="utf-8") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise DataError(f"{task.name}: file {path} is empty")
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{task.name}: {path} line 1 is not JSON ({error.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{task.name}: {path} line 1 is not a JSON object")
+    # Checked on the first row, before the whole file is parsed.
+    _check_columns(task, row, str(path))
+    return path
+
+
+def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
+    """Download (or read the hub cache of) one split, filtered to ``language`` where configs mix them."""
+    hub = task.hub
+    if hub is None:
+        raise DataError(f"{task.name} has no hub source (licensed data): use data.source=local")
+    if split not in hub.splits:
+        raise DataError(f"{task.name}: no split {split!r} on the hub; splits: {', '.join(task_splits(task))}")
+    if language not in task.languages or (hub.id_prefix and language not in hub.id_prefix):
+        raise DataError(f"{task.name}: no language {language!r}; languages: {', '.join(task.languages)}")
+    dataset = datasets.load_dataset(hub.path, hub.config_for(language), split=hub.splits[split])
+    if not isinstance(dataset, datasets.Dataset):
+        raise DataError(f"{task.name}: {hub.path} split {hub.splits[split]!r} is not a single dataset")
+    where = f"hub dataset {hub.path} ({hub.config_for(language)})"
+    _check_columns(task, dict(dataset.features), where)
+    if hub.id_prefix:
+        if "id" not in dataset.column_names:
+            raise DataError(f"{task.name}: {where} has no column 'id' to select {language!r} by")
+        prefix = hub.id_prefix[language]
+        dataset = dataset.filter(
+            lambda ids: [i.startswith(prefix) for i in ids], input_columns="id", batched=True
+        )
+    return dataset
+
+
+# -- column mapping ------------------------------------------------------------------------------
+
+
+def _roles(task: TaskSpec) -> tuple[str, ...]:
+    return CANONICAL_COLUMNS[task.type]
+
+
+def _source_paths(task: TaskSpec) -> list[str]:
+    """Every source column path the task's map reads (comma lists split into their columns)."""
+    paths: list[str] = []
+    for role in _roles(task):
+        spec = task.columns.get(role)
+        if spec is None:
+            if role not in OPTIONAL_ROLES.get(task.type, frozenset()):
+                raise DataError(f"{task.name}: the registry maps no column to required role {role!r}")
+            continue
+        paths.extend(part.strip() for part in spec.split(","))
+    return paths
+
+
+def _check_columns(task: TaskSpec, sample: Mapping[str, Any], where: str) -> None:
+    """Fail naming the missing column, ``where`` it is missing and the present columns.
+
+    ``sample`` maps each present column to a value (a first row) or a feature type (hub schema);
+    either is a dict for nested columns, whose fields are checked too.
+    """
+    for path in _source_paths(task):
+        head, _, field = path.partition(".")
+        if head not in sample:
+            raise DataError(f"{task.name}: {where} has no column {head!r} (columns: {', '.join(sample)})")
+        nested = sample[head]
+        if field and isinstance(nested, dict) and field not in nested:
+            raise DataError(
+                f"{task.name}: {where} column {head!r} has no field {field!r} (fields: {', '.join(nested)})"
+            )
+
+
+def _read(batch: dict[str, list[Any]], spec: str) -> list[Any]:
+    """The values of one role in a batch: a column, a nested field, or several columns gathered."""
+    parts = [part.strip() for part in spec.split(",")]
+    if len(parts) > 1:
+        columns = [_read(batch, part) for part in parts]
+        return [list(values) for values in zip(*columns, strict=True)]
+    head, _, field = spec.partition(".")
+    values = batch[head]
+    if field:
+        return [value[field] if value is not None else None for value in values]
+    return values
+
+
+def _canonicalise(task: TaskSpec, raw: datasets.Dataset, where: str) -> datasets.Dataset:
+    """Map the raw columns to the canonical ones, converting labels, dropping everything else."""
+    convert = _label_converter(task, where)
+    optional = OPTIONAL_ROLES.get(task.type, frozenset())
+
+    def to_canonical(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        size = len(next(iter(batch.values())))
+        out: dict[str, list[Any]] = {}
+        for role in _roles(task):
+            spec = task.columns.get(role)
+            if spec is None and role in optional:
+                out[role] = [""] * size
+                continue
+            assert spec is not None  # checked by _source_paths
+            values = _read(batch, spec)
+            out[role] = [convert(value) for value in values] if role in ("label", "tags") else values
+        return out
+
+    return raw.map(
+        to_canonical,
+        batched=True,
+        remove_columns=raw.column_names,
+        features=CANONICAL_FEATURES[task.type],
+        desc=f"canonicalise {where}",
+    )
+
+
+def _label_converter(task: TaskSpec, where: str) -> Callable[[Any], Any]:
+    """How a raw label (or tag sequence) becomes a canonical one, failing on values out of range."""
+    names = task.label_names
+
+    def name_of(raw: Any) -> str:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise DataError(f"{where}: label {raw!r} is neither an integer nor a string")
+        if isinstance(raw, str):
+            # String labels are kept (CCG supertags); checked against the names where the registry has them.
+            if names and raw not in names:
+                raise DataError(f"{where}: label {raw!r} is not one of {', '.join(names)}")
+            return raw
+        if not 0 <= raw < len(names):
+            raise DataError(f"{where}: label {raw} out of range for {len(names)} label names")
+        return names[raw]
+
+    def choice_index(raw: Any) -> int:
+        if not names:
+            if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
+                return int(raw)
+            raise DataError(f"{where}: label {raw!r} is not a choice index")
+        if str(raw) not in names:
+            raise DataError(f"{where}: label {raw!r} out of range; expected one of {', '.join(names)}")
+        return names.index(str(raw))
+
+    if task.type is TaskType.TAGGING:
+        return lambda tags: [name_of(tag) for tag in tags]
+    if task.type is TaskType.MULTIPLE_CHOICE:
+        return choice_index
+    return name_of
