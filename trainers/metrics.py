@@ -1,0 +1,207 @@
+"""The metric registry: every ``TaskSpec.metric`` name -> how to score it, on XTREME's 0-100 scale.
+
+Each metric wraps a maintained implementation (scikit-learn, seqeval, torchmetrics' port of the
+official SQuAD script) rather than re-deriving it, so that our numbers match the published ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
+
+import seqeval.metrics
+from sklearn.metrics import accuracy_score, f1_score
+from torchmetrics.functional.text import squad as torchmetrics_squad
+
+Scores = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name, the key of its headline score, how to compute it, and its direction."""
+
+    name: str
+    """Registry key (the ``metric`` field of a ``TaskSpec``)."""
+    primary: str
+    """Key of the headline score in ``compute``'s result (what the search optimises and XTREME reports)."""
+    compute: Callable[[Any, Any], Scores]
+    """``(predictions, references) -> {key: score}``, scores on a 0-100 scale."""
+    higher_is_better: bool = True
+    """Direction the search optimises ``primary`` in."""
+    inputs: str = ""
+    """One line: what ``predictions`` and ``references`` are."""
+
+
+class UnknownMetricError(ValueError):
+    """A metric name that the registry does not hold."""
+
+
+def _percent(value: Any) -> float:
+    return 100.0 * float(value)
+
+
+def _accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> Scores:
+    return {"accuracy": _percent(accuracy_score(references, predictions))}
+
+
+def _f1_binary(predictions: Sequence[int], references: Sequence[int]) -> Scores:
+    # GLUE reports QQP as F1 of the positive class (index 1, "duplicate") alongside accuracy.
+    return {
+        "f1": _percent(f1_score(references, predictions, pos_label=1, average="binary", zero_division=0)),
+        **_accuracy(predictions, references),
+    }
+
+
+def _check_same_lengths(predictions: Sequence[Sequence[Any]], references: Sequence[Sequence[Any]]) -> None:
+    # Flattening silently misaligns tokens if one sentence is cut, so refuse instead.
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predicted sequences for {len(references)} references")
+    for index, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
+        if len(pred) != len(ref):
+            raise ValueError(f"sequence {index}: {len(pred)} predicted tags for {len(ref)} reference tags")
+
+
+def _flatten(sequences: Iterable[Sequence[Any]]) -> list[Any]:
+    return [item for sequence in sequences for item in sequence]
+
+
+def _accuracy_tokens(predictions: Sequence[Sequence[Any]], references: Sequence[Sequence[Any]]) -> Scores:
+    _check_same_lengths(predictions, references)
+    return _accuracy(_flatten(predictions), _flatten(references))
+
+
+def _seqeval_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> Scores:
+    _check_same_lengths(predictions, references)
+    # Lists, not tuples or arrays: seqeval checks its inputs' types.
+    y_true = [list(sequence) for sequence in references]
+    y_pred = [list(sequence) for sequence in predictions]
+    # Default (conlleval-compatible) mode, as XTREME's PAN-X evaluation uses.
+    return {
+        "f1": _percent(seqeval.metrics.f1_score(y_true, y_pred)),
+        "precision": _percent(seqeval.metrics.precision_score(y_true, y_pred)),
+        "recall": _percent(seqeval.metrics.recall_score(y_true, y_pred)),
+        "accuracy": _percent(seqeval.metrics.accuracy_score(y_true, y_pred)),
+    }
+
+
+def _answer_texts(answers: Sequence[str] | Mapping[str, Sequence[Any]]) -> list[str]:
+    # Accept the canonical ``answers`` column ({"text": [...], "answer_start": [...]}) as well as a list.
+    texts = list(answers["text"]) if isinstance(answers, Mapping) else list(answers)
+    # SQuAD 2.0's official script scores an unanswerable question against the empty answer.
+    return texts or [""]
+
+
+def _squad(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Scores:
+    # A question without a prediction scores 0 (official script); predictions without a question are ignored.
+    preds = [{"id": qid, "prediction_text": text} for qid, text in predictions.items()]
+    target = [{"id": qid, "answers": {"text": _answer_texts(ans)}} for qid, ans in references.items()]
+    result = torchmetrics_squad(preds, target)  # type: ignore[arg-type]
+    return {"f1": float(result["f1"]), "exact_match": float(result["exact_match"])}
+
+
+def _pair_set(pairs: Iterable[Sequence[Any]]) -> set[tuple[Any, Any]]:
+    return {(pair[0], pair[1]) for pair in pairs}
+
+
+def _bucc_f1(predictions: Iterable[Sequence[Any]], references: Iterable[Sequence[Any]]) -> Scores:
+    # BUCC scores the set of extracted pairs against the gold set (XTREME's bucc_eval); sklearn has no
+    # set-retrieval F1, so this is the count arithmetic of that script.
+    extracted, gold = _pair_set(predictions), _pair_set(references)
+    correct = len(extracted & gold)
+    if correct == 0:
+        return {"f1": 0.0, "precision": 0.0, "recall": 0.0}
+    precision, recall = correct / len(extracted), correct / len(gold)
+    return {
+        "f1": _percent(2 * precision * recall / (precision + recall)),
+        "precision": _percent(precision),
+        "recall": _percent(recall),
+    }
+
+
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("accuracy", "accuracy", _accuracy, inputs="labels (any hashable), one per example"),
+        Metric(
+            "f1_binary",
+            "f1",
+            _f1_binary,
+            inputs="class indices 0/1 (or booleans), one per example; index 1 is the positive class",
+        ),
+        Metric("accuracy_tokens", "accuracy", _accuracy_tokens, inputs="tag sequences, one per sentence"),
+        Metric("seqeval_f1", "f1", _seqeval_f1, inputs="IOB tag-name sequences, one per sentence"),
+        Metric(
+            "squad",
+            "f1",
+            _squad,
+            inputs="{id: predicted text}; {id: list of answer texts, or the canonical answers dict}",
+        ),
+        Metric(
+            "retrieval_accuracy",
+            "accuracy",
+            _accuracy,
+            inputs="retrieved target index per query; the gold target index per query",
+        ),
+        Metric("bucc_f1", "f1", _bucc_f1, inputs="extracted (src, tgt) pairs; gold (src, tgt) pairs"),
+    )
+}
+
+
+def get_metric(name: str) -> Metric:
+    """The registry entry for ``name``, or a one-line error listing the known metrics."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise UnknownMetricError(
+            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
+        ) from None
+
+
+def compute(metric_name: str, predictions: Any, references: Any) -> Scores:
+    """Score ``predictions`` against ``references`` with the named metric (0-100, primary key present)."""
+    return get_metric(metric_name).compute(predictions, references)
+
+
+def primary(metric_name: str, scores: Mapping[str, float]) -> float:
+    """The headline number of ``scores`` (e.g. F1 for SQuAD and PAN-X, accuracy for XNLI)."""
+    return float(scores[get_metric(metric_name).primary])
+
+
+def _require_nonempty(collection: Collection[Any], what: str) -> None:
+    if not collection:
+        raise ValueError(f"no {what} to average")
+
+
+def aggregate_languages(per_language: Mapping[str, Mapping[str, float]]) -> Scores:
+    """Per-key mean over languages: XTREME's score of one task."""
+    _require_nonempty(per_language, "languages")
+    keys = {lang: set(scores) for lang, scores in per_language.items()}
+    first_lang, first_keys = next(iter(keys.items()))
+    for lang, lang_keys in keys.items():
+        # A key missing in one language would silently average over a different set of languages.
+        if lang_keys != first_keys:
+            raise ValueError(
+                f"languages report different scores: {lang} has {sorted(lang_keys)}, "
+                f"{first_lang} has {sorted(first_keys)}"
+            )
+    return {key: fmean(scores[key] for scores in per_language.values()) for key in sorted(first_keys)}
+
+
+def xtreme_score(task_scores: Mapping[str, float]) -> float:
+    """Mean of the per-task scores: the XTREME benchmark score."""
+    _require_nonempty(task_scores, "task scores")
+    return fmean(task_scores.values())
+
+
+__all__ = [
+    "METRICS",
+    "Metric",
+    "Scores",
+    "UnknownMetricError",
+    "aggregate_languages",
+    "compute",
+    "get_metric",
+    "xtreme_score",
+]
