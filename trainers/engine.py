@@ -1,0 +1,143 @@
+"""The DeepSpeed engine each training phase runs on: config, initialisation, checkpoints.
+
+Only trainable parameters reach the optimizer, so frozen layers get no gradients and no
+optimizer state. The optimizer and the linear warm-up/decay schedule are DeepSpeed's own (built from
+its config), so ZeRO stages 0-3 and CPU offload all take the same path, on GPU (bf16) and CPU (fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers.config import DeepSpeedConfig, PhaseConfig
+
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
+
+
+def precision(ds: DeepSpeedConfig, device: torch.device) -> str:
+    """The precision actually used: ``auto`` is bf16 on GPU and fp32 on CPU."""
+    if ds.precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return ds.precision
+
+
+def deepspeed_config(
+    phase: PhaseConfig, ds: DeepSpeedConfig, total_steps: int, world_size: int, device: torch.device
+) -> dict[str, Any]:
+    """The DeepSpeed JSON config for one phase."""
+    zero: dict[str, Any] = {"stage": ds.zero_stage}
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    if ds.offload_param:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    dtype = precision(ds, device)
+    warmup = int(phase.warmup_ratio * total_steps)
+    return {
+        "train_micro_batch_size_per_gpu": phase.batch_size,
+        "gradient_accumulation_steps": ds.gradient_accumulation_steps,
+        "train_batch_size": phase.batch_size * ds.gradient_accumulation_steps * world_size,
+        "gradient_clipping": ds.gradient_clipping,
+        "zero_optimization": zero,
+        "bf16": {"enabled": dtype == "bf16"},
+        "fp16": {"enabled": dtype == "fp16"},
+        "optimizer": {
+            "type": "AdamW",
+            # Without offload, torch's AdamW: FusedAdam needs CUDA kernels and buys little here.
+            "params": {"lr": phase.learning_rate, "weight_decay": phase.weight_decay, "torch_adam": True}
+            if not ds.offload_optimizer
+            else {"lr": phase.learning_rate, "weight_decay": phase.weight_decay},
+        },
+        "scheduler": {
+            "type": "WarmupDecayLR",
+            "params": {
+                "total_num_steps": max(total_steps, warmup + 1),
+                "warmup_min_lr": 0.0,
+                "warmup_max_lr": phase.learning_rate,
+                "warmup_num_steps": warmup,
+                "warmup_type": "linear",
+            },
+        },
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters only, without weight decay on biases and LayerNorm weights."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if name.endswith(_NO_DECAY) else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the process group Ray Train / torchrun set up, or make a one-process group."""
+    import deepspeed
+
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("LOCAL_RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_engine(
+    model: nn.Module, phase: PhaseConfig, ds: DeepSpeedConfig, total_steps: int, device: torch.device
+) -> Any:
+    """Wrap ``model`` in a DeepSpeed engine with its optimizer and schedule for ``total_steps``."""
+    import deepspeed
+
+    world_size = torch.distributed.get_world_size()
+    config = deepspeed_config(phase, ds, total_steps, world_size, device)
+    model.to(device)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=parameter_groups(model, phase.weight_decay), config=config
+    )
+    return engine
+
+
+def save_checkpoint(engine: Any, directory: Path, state: dict[str, Any]) -> None:
+    """Save model, optimizer and schedule (every rank writes its shards) plus ``state`` as JSON."""
+    directory.mkdir(parents=True, exist_ok=True)
+    engine.save_checkpoint(str(directory), tag="engine", client_state={"xstilts": state})
+    if torch.distributed.get_rank() == 0:
+        (directory / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def load_checkpoint(engine: Any, directory: Path) -> dict[str, Any]:
+    """Restore what ``save_checkpoint`` wrote and return its ``state``."""
+    _, client_state = engine.load_checkpoint(str(directory), tag="engine")
+    if client_state is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint in {directory}")
+    return dict(client_state["xstilts"])
+
+
+def full_state_dict(engine: Any) -> dict[str, torch.Tensor]:
+    """The whole module's weights on CPU, gathered from ZeRO-3 partitions when needed."""
+    import deepspeed
+
+    module = engine.module
+    if engine.zero_optimization_stage() == 3:
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            return {name: value.detach().float().cpu().clone() for name, value in module.state_dict().items()}
+    return {name: value.detach().float().cpu().clone() for name, value in module.state_dict().items()}

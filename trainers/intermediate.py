@@ -1,0 +1,78 @@
+"""Phase 1: train the pretrained encoder on an English intermediate task, or a multi-task mixture.
+
+Each task of the mixture has its own head; every step draws one task (proportional, temperature
+or uniform sampling) and one batch of it. The output is the encoder alone (heads dropped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainers import _loop, _phase
+from trainers.config import IntermediateConfig, TransferConfig
+from trainers.data import collate
+from trainers.evaluation import evaluate
+from trainers.modeling import HeadSpec
+from trainers.prepare import eval_set, label_names_for, load_tokenizer, train_features
+from trainers.runtime import Runtime
+from trainers.tasks import get_task
+
+PHASE = "intermediate"
+
+
+def run(
+    runtime: Runtime, config: TransferConfig, base_encoder: str, output_dir: Path, resume_from: Path | None
+) -> dict[str, float]:
+    """Train on ``config.intermediate``, save the encoder to ``output_dir``, return the phase's metrics."""
+    phase: IntermediateConfig = config.intermediate  # type: ignore[assignment]
+    timer = _phase.Timer()
+    # Setup: data for every task of the mixture.
+    tokenizer = load_tokenizer(base_encoder)
+    tasks = [get_task(name) for name in phase.tasks]
+    labels = {task.name: label_names_for(task, config) for task in tasks}
+    features = [train_features(config, task, tokenizer, labels[task.name]) for task in tasks]
+    sizes = [len(f) for f in features]
+    total_steps = _loop.steps_for(
+        sum(sizes), phase.batch_size, runtime.world_size, phase.epochs, phase.max_steps
+    )
+    schedule = _loop.task_schedule(
+        _loop.mixture_weights(sizes, phase.sampling, phase.temperature), total_steps, config.seed
+    )
+    # Model and engine.
+    heads = [HeadSpec.of(task, labels[task.name]) for task in tasks]
+    model = _phase.build_model(base_encoder, heads, phase.freeze_depth, config.seed)
+    engine, counts = _phase.start_engine(runtime, model, phase, config, total_steps)
+    start = _phase.maybe_resume(engine, resume_from, PHASE)
+    streams = [
+        _loop.batch_indices(size, phase.batch_size, config.seed + i, runtime.rank, runtime.world_size)
+        for i, size in enumerate(sizes)
+    ]
+    for index in schedule[:start]:  # replay the data order up to the resumed step
+        next(streams[index])
+    # Train.
+    pad_id = tokenizer.pad_token_id
+    loss = float("nan")
+    for step in range(start + 1, total_steps + 1):
+        index = schedule[step - 1]
+        rows = [features[index][i] for i in next(streams[index])]
+        batch = _loop.to_device(collate(rows, pad_id), runtime.device)
+        loss = _loop.train_step(engine, tasks[index].name, batch)
+        progress = {"intermediate/step": step, "intermediate/loss": loss, "target_step": 0}
+        if _phase.due(step, phase.checkpoint_every, total_steps):
+            _phase.checkpoint(runtime, engine, PHASE, step, config, progress)
+    # Evaluate on each task's English dev set.
+    metrics: dict[str, float] = {
+        "intermediate/step": total_steps,
+        "intermediate/loss": loss,
+        "intermediate/trainable_params": counts["trainable_params"],
+        "total_params": counts["total_params"],
+    }
+    for task in tasks:
+        dev = eval_set(config, task, "dev", "en", tokenizer, labels[task.name])
+        scores = evaluate(
+            engine, task.name, dev, labels[task.name], config.evaluation.batch_size, pad_id, runtime.device
+        )
+        metrics.update({f"intermediate/{task.name}/en_dev/{k}": v for k, v in scores.items()})
+    _phase.save_encoder(runtime, engine, tokenizer, output_dir, config)
+    metrics["time/intermediate_s"] = timer.seconds()
+    return metrics

@@ -1,0 +1,155 @@
+"""Where a per-worker function is running: under Ray Train, under torchrun/deepspeed, or alone.
+
+The phases talk to a ``Runtime`` only: its rank, its device, ``report`` (metrics and, optionally, a
+checkpoint directory) and ``latest_checkpoint`` (for resume). Ray is imported only when running
+under Ray Train, so the same code runs on machines without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+class Runtime(Protocol):
+    """What a phase needs from the process it runs in."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """Send metrics (all ranks call it; rank 0's metrics are the ones kept) and a checkpoint."""
+
+    def latest_checkpoint(self) -> Path | None:
+        """The directory of the newest checkpoint of this job, to resume from."""
+
+    def scratch_dir(self) -> Path:
+        """A local directory for this worker's temporary files."""
+
+
+def _device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+@dataclass
+class LocalRuntime:
+    """A plain process (or a torchrun rank): metrics go to ``metrics.jsonl``, checkpoints stay in place."""
+
+    output_dir: Path
+    """The run's output directory."""
+    use_gpu: bool = False
+    """Use ``cuda:LOCAL_RANK`` when available."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (oldest removed first)."""
+    rank: int = field(init=False)
+    world_size: int = field(init=False)
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.device = _device(self.use_gpu)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def _pointer(self) -> Path:
+        return self.output_dir / "checkpoints" / "latest"
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """Append rank 0's metrics as a JSON line; record ``checkpoint_dir`` as the latest checkpoint."""
+        if self.rank != 0:
+            return
+        with (self.output_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps({"time": time.time(), **_numeric(metrics)}) + "\n")
+        if checkpoint_dir is not None:
+            previous = self.latest_checkpoint()
+            tmp = self._pointer.with_suffix(".tmp")
+            tmp.write_text(str(checkpoint_dir.resolve()))
+            os.replace(tmp, self._pointer)  # atomic: a crash leaves the old or the new pointer
+            self._prune(keep={checkpoint_dir.resolve(), *([previous] if previous else [])})
+
+    def _prune(self, keep: set[Path]) -> None:
+        root = self.output_dir / "checkpoints"
+        candidates = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        excess = len(candidates) - self.keep_checkpoints
+        for path in candidates:
+            if excess <= 0:
+                break
+            if path.resolve() not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+                excess -= 1
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint named by ``checkpoints/latest``, if it still exists."""
+        if not self._pointer.is_file():
+            return None
+        path = Path(self._pointer.read_text().strip())
+        return path if (path / "state.json").is_file() else None
+
+    def scratch_dir(self) -> Path:
+        """``<output_dir>/checkpoints`` (checkpoints are written where they are kept)."""
+        path = self.output_dir / "checkpoints"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass
+class RayTrainRuntime:
+    """A Ray Train worker: ``ray.train.report`` carries metrics and checkpoints to storage (and Tune)."""
+
+    use_gpu: bool = False
+    """Whether the job's workers have GPUs."""
+    rank: int = field(init=False)
+    world_size: int = field(init=False)
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device() if self.use_gpu else torch.device("cpu")
+        self._scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """``ray.train.report``; the checkpoint's files from every rank are merged in storage."""
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(_numeric(metrics), checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            # Uploaded to storage by now (synchronous upload): the local copy is no longer needed.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The latest reported checkpoint, downloaded to a local directory."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        target = self.scratch_dir() / "restored"
+        shutil.rmtree(target, ignore_errors=True)
+        return Path(checkpoint.to_directory(str(target)))
+
+    def scratch_dir(self) -> Path:
+        """A per-process directory under TMPDIR."""
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        return self._scratch

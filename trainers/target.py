@@ -1,0 +1,86 @@
+"""Phase 2: fine-tune on the English training set of the target task.
+
+Starts from the intermediate phase's encoder (or the base model) with a fresh head. Reports
+``target_step`` (the search scheduler's time axis) and ``en_dev`` (the English dev score) as it goes,
+so trials with and without an intermediate phase are compared on the same axis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainers import _loop, _phase
+from trainers.config import TargetConfig, TransferConfig
+from trainers.data import collate, resolve_english_dev, resolve_train_task
+from trainers.evaluation import evaluate
+from trainers.metrics import primary
+from trainers.modeling import HeadSpec
+from trainers.prepare import eval_set, label_names_for, load_tokenizer, train_features
+from trainers.runtime import Runtime
+from trainers.tasks import get_task
+
+PHASE = "target"
+
+
+def run(
+    runtime: Runtime, config: TransferConfig, encoder_dir: str, resume_from: Path | None
+) -> tuple[Any, dict[str, float]]:
+    """Fine-tune; return the DeepSpeed engine (for zero-shot evaluation) and the phase's metrics."""
+    phase: TargetConfig = config.target
+    timer = _phase.Timer()
+    # Setup: English train data (possibly another registry task's, e.g. SQuAD for XQuAD) and English dev.
+    target = get_task(phase.task)
+    train_task = resolve_train_task(target)
+    tokenizer = load_tokenizer(encoder_dir)
+    labels = label_names_for(train_task, config)
+    features = train_features(config, train_task, tokenizer, labels)
+    dev_task, dev_split = resolve_english_dev(target)
+    dev = eval_set(config, dev_task, dev_split, "en", tokenizer, labels)
+    total_steps = _loop.steps_for(
+        len(features), phase.batch_size, runtime.world_size, phase.epochs, phase.max_steps
+    )
+    # Model and engine: the head is named after the target task, whatever task supplied the train data.
+    head = HeadSpec(target.name, train_task.type, len(labels))
+    model = _phase.build_model(encoder_dir, [head], phase.freeze_depth, config.seed)
+    engine, counts = _phase.start_engine(runtime, model, phase, config, total_steps)
+    start = _phase.maybe_resume(engine, resume_from, PHASE)
+    stream = _loop.batch_indices(
+        len(features), phase.batch_size, config.seed, runtime.rank, runtime.world_size
+    )
+    for _ in range(start):  # replay the data order up to the resumed step
+        next(stream)
+    pad_id = tokenizer.pad_token_id
+    eval_batch = config.evaluation.batch_size
+
+    def english_dev() -> dict[str, float]:
+        scores = evaluate(engine, target.name, dev, labels, eval_batch, pad_id, runtime.device)
+        return {"en_dev": primary(dev_task.metric, scores), **{f"en_dev/{k}": v for k, v in scores.items()}}
+
+    # Train, evaluating and checkpointing on their cadences.
+    loss = float("nan")
+    for step in range(start + 1, total_steps + 1):
+        rows = [features[i] for i in next(stream)]
+        batch = _loop.to_device(collate(rows, pad_id), runtime.device)
+        loss = _loop.train_step(engine, target.name, batch)
+        progress: dict[str, float] = {
+            "target_step": step,
+            "target/loss": loss,
+            "target/progress": step / total_steps,
+        }
+        if _phase.due(step, phase.eval_every, total_steps):
+            progress.update(english_dev())
+        if _phase.due(step, phase.checkpoint_every, total_steps):
+            _phase.checkpoint(runtime, engine, PHASE, step, config, progress)
+        elif "en_dev" in progress:
+            runtime.report(progress)
+    metrics = {
+        "target_step": total_steps,
+        "target/loss": loss,
+        "target/progress": 1.0,
+        "target/trainable_params": counts["trainable_params"],
+        "total_params": counts["total_params"],
+        **english_dev(),
+    }
+    metrics["time/target_s"] = timer.seconds()
+    return engine, metrics

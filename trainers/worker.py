@@ -1,0 +1,120 @@
+"""The per-worker function: one trial's phases, in order, in one process group.
+
+``train_loop_per_worker`` is what a Ray Train ``TorchTrainer`` runs on every worker; ``run_local``
+runs the same plan as a plain process (or one torchrun rank) with no Ray at all. Start-up (Ray
+workers, process group, DeepSpeed) is paid once per plan, not once per phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers import intermediate, target, zero_shot_eval
+from trainers.checkpoint_cache import CheckpointCache, intermediate_key, key_fields
+from trainers.config import TransferConfig
+from trainers.encoders import resolve_encoder
+from trainers.engine import init_distributed
+from trainers.runtime import LocalRuntime, RayTrainRuntime, Runtime
+
+
+@dataclass
+class Plan:
+    """What one job runs: the config, and where the intermediate encoder comes from or goes."""
+
+    config: TransferConfig
+    """The resolved transfer configuration."""
+    cache_root: str
+    """Root of the intermediate-checkpoint cache (a shared filesystem on a cluster)."""
+    reuse_dir: str | None = None
+    """A published intermediate encoder to start the target phase from (phase 1 is skipped)."""
+    launched_at: float = dataclasses.field(default_factory=time.time)
+    """When the driver launched the job (wall clock), to measure start-up cost."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for ``train_loop_config``."""
+        return {**dataclasses.asdict(self), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Inverse of ``to_dict``."""
+        return cls(**{**data, "config": TransferConfig.from_dict(data["config"])})
+
+    @classmethod
+    def for_config(cls, config: TransferConfig) -> Plan:
+        """A plan with the default cache (``<cache_dir>/intermediate``) and no decided reuse."""
+        return cls(config, str(Path(config.data.cache_dir).expanduser() / "intermediate"))
+
+
+def _resume_state(checkpoint: Path | None) -> dict[str, Any]:
+    if checkpoint is None or not (checkpoint / "state.json").is_file():
+        return {}
+    return dict(json.loads((checkpoint / "state.json").read_text()))
+
+
+def _intermediate_encoder(
+    runtime: Runtime, plan: Plan, base: str, checkpoint: Path | None, metrics: dict[str, Any]
+) -> str:
+    """The encoder the target phase starts from: a cached one, or one phase 1 trains and publishes now."""
+    config = plan.config
+    key = intermediate_key(config)
+    cache = CheckpointCache(plan.cache_root)
+    found = Path(plan.reuse_dir) if plan.reuse_dir else cache.lookup(key)
+    metrics["intermediate_reused"] = float(found is not None)
+    if found is not None:
+        return str(found)
+    state = _resume_state(checkpoint)
+    resume = checkpoint if state.get("phase") == intermediate.PHASE else None
+    staging = [str(cache.staging_dir(key)) if runtime.rank == 0 else ""]
+    torch.distributed.broadcast_object_list(staging, src=0)
+    metrics.update(intermediate.run(runtime, config, base, Path(staging[0]), resume))
+    if runtime.rank == 0:
+        cache.publish(Path(staging[0]), key, {"key_fields": key_fields(config), "metrics": metrics})
+    torch.distributed.barrier()
+    return str(cache.path(key))
+
+
+def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
+    """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
+    config = plan.config
+    init_distributed(runtime.device)
+    metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}
+    checkpoint = runtime.latest_checkpoint()
+    encoder_dir = resolve_encoder(config.model.name_or_path, config.data.cache_dir)
+    if config.intermediate is not None:
+        encoder_dir = _intermediate_encoder(runtime, plan, encoder_dir, checkpoint, metrics)
+        # Tell the driver now, so a trial killed in phase 2 still shows what phase 1 did.
+        runtime.report({**metrics, "target_step": 0})
+    engine = None
+    if not zero_shot_eval.get_task(config.target.task).is_retrieval:
+        state = _resume_state(checkpoint)
+        resume = checkpoint if state.get("phase") == target.PHASE else None
+        engine, target_metrics = target.run(runtime, config, encoder_dir, resume)
+        metrics.update(target_metrics)
+    metrics.update(zero_shot_eval.run(runtime, config, engine, encoder_dir))
+    metrics["done"] = 1.0
+    runtime.report(metrics)
+    return metrics
+
+
+def train_loop_per_worker(plan: dict[str, Any]) -> None:
+    """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=plan.to_dict())``)."""
+    parsed = Plan.from_dict(plan)
+    run_plan(RayTrainRuntime(use_gpu=parsed.config.scaling.use_gpu), parsed)
+
+
+def run_local(plan: Plan) -> dict[str, Any]:
+    """Run ``plan`` in this process (or as one torchrun rank), without Ray; resumes from ``output_dir``."""
+    runtime = LocalRuntime(Path(plan.config.output_dir), use_gpu=plan.config.scaling.use_gpu)
+    if runtime.rank == 0:
+        plan.config.save(runtime.output_dir / "config.yaml")
+    metrics = run_plan(runtime, plan)
+    if runtime.rank == 0:
+        (runtime.output_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
