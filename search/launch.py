@@ -7,6 +7,45 @@ from typing import Any
 
 from trainers.worker import Plan, train_loop_per_worker
 
+# A Train job waits this long for its workers: on a busy or autoscaling cluster they may take minutes
+# to get resources (nodes booting), and a trial pending on the autoscaler must not fail for it.
+WORKER_START_TIMEOUT_S = "1800"
+
+
+def init_ray() -> None:
+    """Connect to the running cluster (``ray start``/``ray up``) or start a local one, once."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get(
+            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S
+        ),
+    }
+    os.environ.update(env)  # the driver's own Train jobs (xstilts run) read it from here
+    # The dashboard serves the State API, which Ray Train's placement-group cleaner needs: without it the
+    # placement groups of finished trials stay reserved and later trials wait forever for resources.
+    ray.init(runtime_env={"env_vars": env})
+
+
+def _pin_ray_address() -> None:
+    """Hand this cluster's address to the Train controller and its helper actors.
+
+    Ray Train's placement-group cleaner finds the State API by address auto-discovery, which fails
+    when a machine runs more than one Ray instance; the placement groups of trials stopped early then
+    stay reserved and later trials wait forever. RAY_ADDRESS removes the ambiguity.
+    """
+    import os
+
+    import ray
+    from ray.train.v2._internal import constants
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    constants.ENV_VARS_TO_PROPAGATE.add("RAY_ADDRESS")
+
 
 def storage_uri(path: str) -> str:
     """An absolute path or a URI (Ray Train storage needs one)."""
@@ -31,6 +70,7 @@ def trainer_for(
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    _pin_ray_address()
     scaling = plan.config.scaling
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:

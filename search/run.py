@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from trainers.config import TransferConfig
-from trainers.worker import Plan, run_local
+from trainers.worker import RESULTS_FILE, Plan, run_local
 
 
 def run_transfer(
@@ -16,15 +17,22 @@ def run_transfer(
     plan = Plan.for_config(config)
     if backend == "local":
         return run_local(plan)
-    import ray
+    from search.launch import init_ray, trainer_for
 
-    from search.launch import trainer_for
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True)
+    init_ray()
     plan.launched_at = time.time()
     name = f"run-{config.target.task}-{config.fingerprint()}"
     result = trainer_for(plan, name, storage_path).fit()
     if result.error is not None:
         raise result.error
-    return dict(result.metrics or {})
+    return read_results(result.checkpoint)
+
+
+def read_results(checkpoint: Any) -> dict[str, Any]:
+    """The final metrics a job wrote into its last checkpoint (Ray Train V2 keeps metrics only there)."""
+    import json
+
+    if checkpoint is None:
+        raise RuntimeError("the training job reported no final checkpoint")
+    with checkpoint.as_directory() as directory:
+        return dict(json.loads((Path(directory) / RESULTS_FILE).read_text()))

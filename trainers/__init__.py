@@ -3,8 +3,3 @@
 ``trainers.worker.train_loop_per_worker`` is the Ray Train entry point; ``python -m trainers`` runs the
 same plan as a plain process. This package never imports ``search``.
 """
-
-import datasets as _datasets
-
-# Tokenization progress bars would bury the scores on a terminal and in Ray logs.
-_datasets.disable_progress_bars()

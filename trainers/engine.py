@@ -37,7 +37,9 @@ def deepspeed_config(
     if ds.offload_param:
         zero["offload_param"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
     dtype = precision(ds, device)
-    warmup = int(phase.warmup_ratio * total_steps)
+    # DeepSpeed rejects warmup_num_steps=0 (warmup_ratio 0, or short phases) and warms up over at least
+    # 2 steps whatever it is given, so 1 is the floor that keeps such phases running.
+    warmup = max(1, int(phase.warmup_ratio * total_steps))
     return {
         "train_micro_batch_size_per_gpu": phase.batch_size,
         "gradient_accumulation_steps": ds.gradient_accumulation_steps,

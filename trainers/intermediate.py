@@ -66,6 +66,7 @@ def run(
         "intermediate/loss": loss,
         "intermediate/trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
+        "intermediate/resumed_from_step": start,  # 0 unless it continued from a checkpoint of this phase
     }
     for task in tasks:
         dev = eval_set(config, task, "dev", "en", tokenizer, labels[task.name])

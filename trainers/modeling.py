@@ -108,7 +108,9 @@ class TransferModel(nn.Module):
         self.encoder = encoder
         config: Any = encoder.config
         hidden = int(getattr(config, "hidden_size", None) or config.d_model)
-        dropout = float(getattr(config, "hidden_dropout_prob", None) or getattr(config, "dropout_rate", None) or 0.1)
+        dropout = float(
+            getattr(config, "hidden_dropout_prob", None) or getattr(config, "dropout_rate", None) or 0.1
+        )
         self.head_specs = {spec.task: spec for spec in heads}
         self.heads = nn.ModuleDict({spec.task: make_head(spec, hidden, dropout) for spec in heads})
 

@@ -129,11 +129,17 @@ class RayTrainRuntime:
         self._scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
-        """``ray.train.report``; the checkpoint's files from every rank are merged in storage."""
+        """``ray.train.report``; the checkpoint's files from every rank are merged in storage.
+
+        Each report also carries ``node_id``, the Ray node this worker runs on (Tune's own ``node_ip``
+        is the trial driver's, which may be another node), so a trial's results say where it trained.
+        """
+        import ray
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(_numeric(metrics), checkpoint=checkpoint)
+        node_id = ray.get_runtime_context().get_node_id()
+        ray.train.report({**_numeric(metrics), "node_id": node_id}, checkpoint=checkpoint)
         if checkpoint_dir is not None:
             # Uploaded to storage by now (synchronous upload): the local copy is no longer needed.
             shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -80,6 +80,7 @@ def run(
         "target/progress": 1.0,
         "target/trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
+        "target/resumed_from_step": start,  # 0 unless it continued from a checkpoint of this phase
         **english_dev(),
     }
     metrics["time/target_s"] = timer.seconds()

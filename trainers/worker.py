@@ -21,7 +21,11 @@ from trainers.checkpoint_cache import CheckpointCache, intermediate_key, key_fie
 from trainers.config import TransferConfig
 from trainers.encoders import resolve_encoder
 from trainers.engine import init_distributed
+from trainers.keys import FINISHED
 from trainers.runtime import LocalRuntime, RayTrainRuntime, Runtime
+
+RESULTS_FILE = "results.json"
+DONE = "done"
 
 
 @dataclass
@@ -86,6 +90,12 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     init_distributed(runtime.device)
     metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}
     checkpoint = runtime.latest_checkpoint()
+    if _resume_state(checkpoint).get("phase") == DONE:
+        # A restart after the end (e.g. a retried trial whose job had finished): report, don't retrain.
+        assert checkpoint is not None
+        finished = json.loads((checkpoint / RESULTS_FILE).read_text())
+        runtime.report(finished, checkpoint_dir=_final_checkpoint(runtime, plan, finished))
+        return dict(finished)
     encoder_dir = resolve_encoder(config.model.name_or_path, config.data.cache_dir)
     if config.intermediate is not None:
         encoder_dir = _intermediate_encoder(runtime, plan, encoder_dir, checkpoint, metrics)
@@ -98,9 +108,23 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
         engine, target_metrics = target.run(runtime, config, encoder_dir, resume)
         metrics.update(target_metrics)
     metrics.update(zero_shot_eval.run(runtime, config, engine, encoder_dir))
-    metrics["done"] = 1.0
-    runtime.report(metrics)
+    metrics[FINISHED] = 1.0
+    runtime.report(metrics, checkpoint_dir=_final_checkpoint(runtime, plan, metrics))
     return metrics
+
+
+def _final_checkpoint(runtime: Runtime, plan: Plan, metrics: dict[str, Any]) -> Path:
+    """A small last checkpoint: the results and the resolved config (Ray Train keeps metrics only with checkpoints)."""
+    directory = runtime.scratch_dir() / "final"
+    directory.mkdir(
+        parents=True, exist_ok=True
+    )  # every rank reports it (Ray Train uploads each rank's files)
+    if runtime.rank == 0:
+        (directory / RESULTS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (directory / "state.json").write_text(json.dumps({"phase": DONE}))
+        plan.config.save(directory / "config.yaml")
+    torch.distributed.barrier()
+    return directory
 
 
 def train_loop_per_worker(plan: dict[str, Any]) -> None:
@@ -116,5 +140,5 @@ def run_local(plan: Plan) -> dict[str, Any]:
         plan.config.save(runtime.output_dir / "config.yaml")
     metrics = run_plan(runtime, plan)
     if runtime.rank == 0:
-        (runtime.output_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (runtime.output_dir / RESULTS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

@@ -16,7 +16,7 @@ import torch
 
 from trainers import _phase, retrieval
 from trainers.config import TransferConfig
-from trainers.data import DataError, available_languages, collate, featurize_texts
+from trainers.data import DataError, available_languages, collate, featurize_texts, load_split
 from trainers.evaluation import evaluate
 from trainers.metrics import primary
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
@@ -126,10 +126,11 @@ def _retrieval(
         metrics["retrieval_layer"] = layer
 
         def embed_split(split: str, lang: str) -> tuple[np.ndarray, np.ndarray]:
-            data = eval_set(config, task, split, lang, tokenizer, ())
+            # The raw rows, not eval_set: retrieval features hold one text column, and both sides are embedded.
+            rows = load_split(task, split, lang, config.data)
             return (
-                _embed(model, tokenizer, list(data.examples["source"]), layer, config, runtime.device),
-                _embed(model, tokenizer, list(data.examples["target"]), layer, config, runtime.device),
+                _embed(model, tokenizer, list(rows["source"]), layer, config, runtime.device),
+                _embed(model, tokenizer, list(rows["target"]), layer, config, runtime.device),
             )
 
         for lang in langs:

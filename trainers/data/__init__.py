@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import datasets as _datasets
+
 from trainers.data.features import (
     MODEL_INPUT_COLUMNS,
     collate,
@@ -26,6 +28,9 @@ from trainers.data.loading import (
     resolve_train_task,
     task_splits,
 )
+
+# Tokenization progress bars would bury the scores on a terminal and in Ray logs.
+_datasets.disable_progress_bars()
 
 _LAZY = ("MINIATURE_LANGUAGES", "ensure_miniature")
 

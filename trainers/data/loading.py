@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from trainers.config import DataConfig
+from trainers.config import DataConfig, stable_hash
 from trainers.tasks import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, TaskSpec, TaskType, get_task
 
 # The canonical schema of each task type, so that hub and local data come out with identical types.
@@ -167,7 +167,10 @@ def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
             raise DataError(f"{task.name}: {where} has no column 'id' to select {language!r} by")
         prefix = hub.id_prefix[language]
         dataset = dataset.filter(
-            lambda ids: [i.startswith(prefix) for i in ids], input_columns="id", batched=True
+            lambda ids: [i.startswith(prefix) for i in ids],
+            input_columns="id",
+            batched=True,
+            new_fingerprint=stable_hash([dataset._fingerprint, "id-prefix", prefix]),
         )
     return dataset
 
@@ -246,6 +249,11 @@ def _canonicalise(task: TaskSpec, raw: datasets.Dataset, where: str) -> datasets
         remove_columns=raw.column_names,
         features=CANONICAL_FEATURES[task.type],
         desc=f"canonicalise {where}",
+        # Our own fingerprint: datasets would otherwise hash this closure with dill, which is slow and,
+        # inside Ray workers, prints the closure's disassembly to the logs.
+        new_fingerprint=stable_hash(
+            [raw._fingerprint, task.name, sorted(task.columns.items()), "canonical-v1"]
+        ),
     )
 
 

@@ -1,0 +1,87 @@
+"""Shared fixtures: one miniature benchmark, one tiny encoder and one feature cache per test session.
+
+Every training config built here is small (64 train / 24 eval examples, sequences of 64 tokens or 96 for
+QA, batches of 8, a few steps) so that a whole pipeline runs in seconds on one CPU core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainers.config import TransferConfig, apply_overrides
+
+# Variables that name a process group. ``init_distributed`` sets them in the test process (once, for the
+# in-process pipeline tests); a child process must not inherit them or it would try to join that group.
+PROCESS_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
+
+QA_TASKS = frozenset({"xquad", "mlqa", "tydiqa", "squad_v1", "squad_v2"})
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide ``data.cache_dir`` with the miniature and the tiny encoder already built in it."""
+    from trainers.encoders import resolve_encoder
+
+    root = tmp_path_factory.mktemp("xstilts-cache")
+    resolve_encoder("tiny", root)  # generates the miniature too (the tokenizer is trained on it)
+    return root
+
+
+def base_config(
+    cache_dir: Path, output_dir: Path, target: str, intermediate: list[str] | None
+) -> dict[str, Any]:
+    """A tiny, fast config as plain data: few examples, short sequences (longer for QA), a few steps."""
+    qa = target in QA_TASKS or any(task in QA_TASKS for task in intermediate or [])
+    data: dict[str, Any] = {
+        "target": {"task": target, "learning_rate": 1.0e-3, "batch_size": 8, "max_steps": 3},
+        "model": {"name_or_path": "tiny", "max_seq_length": 96 if qa else 64, "doc_stride": 32},
+        "data": {
+            "source": "miniature",
+            "cache_dir": str(cache_dir),
+            "max_train_examples": 64,
+            "max_eval_examples": 24,
+        },
+        "evaluation": {"batch_size": 32},
+        "output_dir": str(output_dir),
+    }
+    if intermediate:
+        data["intermediate"] = {
+            "tasks": intermediate,
+            "learning_rate": 1.0e-3,
+            "batch_size": 8,
+            "max_steps": 3,
+        }
+    return data
+
+
+ConfigFactory = Callable[..., TransferConfig]
+
+
+@pytest.fixture(scope="session")
+def tiny_config(cache_dir: Path) -> ConfigFactory:
+    """``make(output_dir, target, intermediate=None, overrides=None)``: ``base_config`` plus dotted overrides."""
+
+    def make(
+        output_dir: Path,
+        target: str,
+        intermediate: list[str] | None = None,
+        overrides: list[str] | None = None,
+    ) -> TransferConfig:
+        data = apply_overrides(base_config(cache_dir, output_dir, target, intermediate), overrides or [])
+        return TransferConfig.from_dict(data)
+
+    return make
+
+
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    """The environment for a child training process: this one's, minus any process-group variables."""
+    env = {key: value for key, value in os.environ.items() if key not in PROCESS_GROUP_ENV}
+    env.setdefault("OMP_NUM_THREADS", "1")  # the machine is shared: one core per child
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
