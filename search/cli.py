@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
+from typing import Any
 
 DEFAULT_RUN_CONFIG = "defaults/run.yaml"
 
@@ -34,6 +36,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run (or resume) a search and print the best trial of each target."""
+    from search.tuner import SearchOptions, run_search
+
+    options = SearchOptions(
+        space=args.space,
+        name=args.name,
+        resume=args.resume,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        cache_root=args.cache_root,
+        max_concurrent_trials=args.max_concurrent_trials,
+        targets=args.target,
+    )
+    outcomes = run_search(options)
+    print(search_summary(outcomes, options))
+    return 0
+
+
+def search_summary(outcomes: list[Any], options: Any) -> str:
+    """Per target: trial counts and the best completed trial; then where to look in MLflow."""
+    from search import tracking
+
+    lines = []
+    for outcome in outcomes:
+        lines.append(
+            f"{outcome.target}: {outcome.trials} trials, {outcome.completed} completed, "
+            f"{outcome.early_stopped} early-stopped, {outcome.failed} failed"
+        )
+        if outcome.best is None:
+            lines.append("  no trial completed its full budget")
+            continue
+        best = outcome.best
+        lines.append(
+            f"  best trial {best['trial_id']}: " + ", ".join(f"{k}={v}" for k, v in best["config"].items())
+        )
+        lines.append(
+            f"  en_dev={best['en_dev']:.2f}  zero_shot_avg={best['zero_shot_avg']:.2f}  "
+            f"intermediate reused={bool(best['intermediate_reused'])}"
+        )
+    uri = options.tracking_uri or tracking.default_tracking_uri()
+    lines.append(f"MLflow: experiment xstilts-{outcomes[0].search if outcomes else ''} at {uri}")
+    lines.append(f"  mlflow ui --backend-store-uri {uri}")
+    return "\n".join(lines)
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the task registry."""
     from trainers.tasks import TASKS
@@ -43,6 +91,118 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             f"{task.name:<14} {task.role:<12} {task.type.value:<20} {len(task.languages):>3} langs  {task.description}"
         )
     return 0
+
+
+# -- select / report ---------------------------------------------------------------------------------
+
+
+def _seeds(text: str) -> list[int]:
+    """``1,2,3`` -> [1, 2, 3] (argparse type of --seeds)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Pick each target's best completed trial, write best_configs/<target>.yaml, log the selection."""
+    from search.select import SelectOptions, format_selection, select
+
+    options = SelectOptions(
+        search=args.search,
+        criterion=args.criterion,
+        confirm=args.confirm,
+        seeds=args.seeds,
+        tracking_uri=args.tracking_uri,
+        out=args.out,
+        targets=args.target,
+        backend=args.backend,
+        storage=args.storage,
+    )
+    print(format_selection(select(options)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the search's plots and Markdown summary and log them to MLflow."""
+    from search.report import ReportOptions, format_report, report
+
+    options = ReportOptions(
+        search=args.search,
+        out=args.out,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        pick=args.pick,
+        log=not args.no_log,
+    )
+    print(format_report(report(options)))
+    return 0
+
+
+def add_select_parser(commands: Any) -> None:
+    """``xstilts select``."""
+    select = commands.add_parser(
+        "select",
+        help="pick the best completed trial of each target and write best_configs/<target>.yaml",
+        description="Pick the best completed trial of every target of a search (early-stopped and failed "
+        "trials excluded), write its resolved config to <out>/<target>.yaml (run it with xstilts run "
+        "--config), tag the winning MLflow run best=true and log a selection run with the rankings. "
+        "Both criteria's winners are always shown, with how often they disagree.",
+    )
+    select.add_argument("--search", required=True, help="the search name (experiment xstilts-<name>)")
+    select.add_argument(
+        "--criterion",
+        choices=("en_dev", "target_dev"),
+        default="en_dev",
+        help="en_dev: English dev score, strict zero-shot (default); "
+        "target_dev: target_dev_avg_non_en, mean target-language dev score (oracle)",
+    )
+    select.add_argument(
+        "--confirm",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-run the top K configurations of each target with --seeds and select on the mean "
+        "(a lead smaller than the seed spread is reported as a tie)",
+    )
+    select.add_argument(
+        "--seeds", type=_seeds, default=[1, 2, 3], help="seeds for --confirm (default: 1,2,3)"
+    )
+    select.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlruns/mlflow.db)")
+    select.add_argument(
+        "--out", default="best_configs", help="directory of the best configs (default: best_configs)"
+    )
+    select.add_argument("--target", action="append", default=[], help="only this target (repeatable)")
+    select.add_argument(
+        "--backend", choices=("ray", "local"), default="ray", help="how --confirm re-runs (default: ray)"
+    )
+    select.add_argument("--storage", default="runs/confirm", help="storage of the --confirm re-runs")
+    select.set_defaults(func=cmd_select)
+
+
+def add_report_parser(commands: Any) -> None:
+    """``xstilts report``."""
+    report = commands.add_parser(
+        "report",
+        help="plots and a Markdown summary of a search, also logged to MLflow",
+        description="Write a gain-over-baseline heatmap, score vs freeze depth, Optuna parameter importance "
+        "and the winners' per-language scores (PNG) plus summary.md, and log them under report/ of the "
+        "search's selection run.",
+    )
+    report.add_argument("--search", required=True, help="the search name (experiment xstilts-<name>)")
+    report.add_argument("--out", help="output directory (default: reports/<search>)")
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlruns/mlflow.db)")
+    report.add_argument(
+        "--storage", default="runs/searches", help="the search's --storage, where its Optuna database is"
+    )
+    report.add_argument(
+        "--pick",
+        choices=("zero_shot_avg", "en_dev", "target_dev"),
+        default="zero_shot_avg",
+        help="how the heatmap picks the best trial of a cell (default: by zero_shot_avg itself)",
+    )
+    report.add_argument("--no-log", action="store_true", help="write the files only, do not log to MLflow")
+    report.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,13 +228,51 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", default="runs/ray", help="Ray Train storage path or URI for checkpoints")
     run.set_defaults(func=cmd_run)
 
+    search = commands.add_parser(
+        "search", help="search transfer configurations (Ray Tune + Optuna + ASHA), tracked in MLflow"
+    )
+    search.add_argument(
+        "--space", default="spaces/demo.yaml", help="search space YAML (default: spaces/demo.yaml)"
+    )
+    search.add_argument("--name", help="search name (default: the space's name)")
+    search.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    search.add_argument(
+        "--storage",
+        default=os.environ.get("XSTILTS_STORAGE", "runs/searches"),
+        help="Tune/Train storage: a path or s3:// URI (default: $XSTILTS_STORAGE, else runs/searches)",
+    )
+    search.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db)",
+    )
+    search.add_argument(
+        "--cache-root",
+        default=os.environ.get("XSTILTS_CACHE"),
+        help="intermediate-checkpoint cache, a directory every node sees (default: $XSTILTS_CACHE, "
+        "else <data.cache_dir>/intermediate, which is node-local)",
+    )
+    search.add_argument(
+        "--max-concurrent-trials", type=int, help="override the value derived from the cluster"
+    )
+    search.add_argument(
+        "--target", action="append", default=[], help="only this target of the space (repeatable)"
+    )
+    search.set_defaults(func=cmd_search)
+
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(func=cmd_tasks)
+    add_select_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xstilts`` console script."""
+    from search.select import SelectionError
+    from search.space import SpaceError
+    from search.tracking import TrackingError
+    from search.tuner import SearchError
     from trainers.config import ConfigError
     from trainers.data import DataError
     from trainers.modeling import FreezeError
@@ -83,7 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, DataError, FreezeError, UnknownTaskError, FileNotFoundError) as error:
+    except (
+        ConfigError,
+        DataError,
+        FreezeError,
+        UnknownTaskError,
+        SpaceError,
+        SearchError,
+        SelectionError,
+        TrackingError,
+        FileNotFoundError,
+    ) as error:
         print(f"xstilts: error: {error}", file=sys.stderr)
         return 2
 

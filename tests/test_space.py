@@ -88,9 +88,9 @@ def test_shipped_space_loads_and_points_build_configs(name: str) -> None:
 
 def test_demo_is_offline_tiny_and_small() -> None:
     space = load_space("demo")  # a bare name is looked up in spaces/
-    assert space.targets == ("pawsx", "udpos")
+    assert space.targets == ("udpos", "panx")
     assert space.base["model"]["name_or_path"] == "tiny" and space.base["data"]["source"] == "miniature"
-    assert space.param(INTERMEDIATE_TASK).choices == ("none", "mnli", "qqp", "ccg", "squad_v1")  # type: ignore[union-attr]
+    assert space.param(INTERMEDIATE_TASK).choices == ("none", "ccg", "mnli", "squad_v1", "ccg+mnli")  # type: ignore[union-attr]
     assert space.param("target.freeze_depth") == IntParam("target.freeze_depth", 0, 2)
     assert space.param("intermediate.learning_rate").low == 3e-4  # type: ignore[union-attr]  # "3e-4" is a float
     assert space.tuner.num_samples <= 8 and space.tuner.scheduler.type == "asha"
@@ -120,7 +120,7 @@ def test_retrieval_targets_have_no_target_phase_params() -> None:
 
 
 def test_define_by_run_pickles_and_is_deterministic() -> None:
-    function = DefineByRun(load_space("demo"), "pawsx")
+    function = DefineByRun(load_space("demo"), "panx")
     clone = pickle.loads(pickle.dumps(function))
     assert clone == function
     first = ask(function, optuna.samplers.TPESampler(seed=3, n_startup_trials=3), 8)
@@ -130,7 +130,7 @@ def test_define_by_run_pickles_and_is_deterministic() -> None:
 
 def test_define_by_run_defaults_to_the_first_target_and_rejects_others() -> None:
     space = load_space("demo")
-    assert DefineByRun(space).target == "pawsx"
+    assert DefineByRun(space).target == "udpos"
     with pytest.raises(SpaceError, match="xnli"):
         DefineByRun(space, "xnli")
 

@@ -1,0 +1,212 @@
+"""MLflow tracking: one parent run per search, one child run per trial, all written by the driver.
+
+Every metric a worker reports reaches the driver through Tune; ``TrialTracker`` (a Tune callback)
+writes it to MLflow from that single process, so a SQLite store never sees concurrent writers.
+Runs are found again by tag (``xstilts.search``, ``xstilts.trial_id``), so ``--resume`` continues the
+same runs instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from trainers.keys import FINISHED
+
+SEARCH_TAG = "xstilts.search"
+TRIAL_TAG = "xstilts.trial_id"
+TARGET_TAG = "xstilts.target"
+STATUS_TAG = "xstilts.status"
+KIND_TAG = "xstilts.kind"
+
+
+class TrackingError(RuntimeError):
+    """The tracking server cannot be reached or used."""
+
+
+def default_tracking_uri(root: str | Path = "mlruns") -> str:
+    """The embedded default: a SQLite database under ``root`` (absolute, since Ray changes directories)."""
+    path = Path(root).expanduser().resolve()
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail with one line if the tracking store is unreachable (checked before any trial starts)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
+        except (urllib.error.URLError, OSError) as error:
+            raise TrackingError(f"tracking server {uri} is unreachable ({error})") from None
+    elif uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///") :]).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingError(
+                f"cannot create the tracking store's directory {directory}: {error}"
+            ) from None
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
+    """The MLflow experiment ``name`` (created if missing, artifacts beside a SQLite store by default)."""
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    if artifact_root is None and uri.startswith("sqlite:///"):
+        artifact_root = (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+    return str(client.create_experiment(name, artifact_location=artifact_root))
+
+
+def find_run(uri: str, experiment: str, tags: dict[str, str]) -> str | None:
+    """The id of the run carrying all ``tags``, if one exists."""
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    runs = _client(uri).search_runs([experiment], filter_string=query, max_results=1)
+    return str(runs[0].info.run_id) if runs else None
+
+
+def parent_run(uri: str, experiment: str, search: str, params: dict[str, Any]) -> str:
+    """The search's parent run: found by tag, or created with ``params``."""
+    client = _client(uri)
+    found = find_run(uri, experiment, {SEARCH_TAG: search, KIND_TAG: "search"})
+    if found is not None:
+        return found
+    run = client.create_run(experiment, run_name=search, tags={SEARCH_TAG: search, KIND_TAG: "search"})
+    log_params(client, run.info.run_id, params)
+    return str(run.info.run_id)
+
+
+def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
+    """Log params in batches (MLflow caps a batch at 100), values truncated to MLflow's limit."""
+    from mlflow.entities import Param
+
+    items = [Param(str(k), str(v)[:6000]) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a Tune result, without Tune's own bookkeeping."""
+    skip = {
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "training_iteration",
+        "pid",
+        "time_since_restore",
+    }
+    out = {}
+    for key, value in result.items():
+        if key in skip or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+class TrialTracker(Callback):
+    """A Tune callback writing each trial to its MLflow child run (params, metrics, status, config)."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        parent_id: str,
+        search: str,
+        target: str,
+        trial_params: Callable[[dict[str, Any], str], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.parent_id = parent_id
+        self.search = search
+        self.target = target
+        # Maps a trial's Tune config and id to (flat MLflow params, resolved TransferConfig dict).
+        self.trial_params = trial_params
+        self.run_ids: dict[str, str] = {}
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """A lazily made MLflow client (not pickled with the callback's state)."""
+        if self._client is None:
+            self._client = _client(self.uri)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    def run_id(self, trial: Any) -> str:
+        """The trial's child run: found by its trial id (after ``--resume``), or created."""
+        if trial.trial_id in self.run_ids:
+            return self.run_ids[trial.trial_id]
+        tags = {SEARCH_TAG: self.search, TRIAL_TAG: trial.trial_id}
+        run_id = find_run(self.uri, self.experiment, tags)
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment,
+                run_name=f"{self.target}-{trial.trial_id}",
+                tags={
+                    **tags,
+                    TARGET_TAG: self.target,
+                    KIND_TAG: "trial",
+                    STATUS_TAG: "running",
+                    "mlflow.parentRunId": self.parent_id,
+                },
+            )
+            run_id = run.info.run_id
+            params, config = self.trial_params(dict(trial.config), trial.trial_id)
+            log_params(self.client, run_id, params)
+            with tempfile.TemporaryDirectory() as tmp:
+                import yaml
+
+                path = Path(tmp) / "config.yaml"
+                path.write_text(yaml.safe_dump(config, sort_keys=False))
+                self.client.log_artifact(run_id, str(path))
+        self.run_ids[trial.trial_id] = str(run_id)
+        return str(run_id)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Open (or re-open) the child run."""
+        self.client.set_tag(self.run_id(trial), STATUS_TAG, "running")
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        """Log the reported metrics at step ``target_step``."""
+        from mlflow.entities import Metric
+
+        step = int(result.get("target_step", 0) or 0)
+        stamp = int(result.get("timestamp", 0) * 1000)
+        metrics = [Metric(k, v, stamp, step) for k, v in numeric_metrics(result).items()]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id(trial), metrics=metrics[start : start + 1000])
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Completed the full budget, or stopped early by the scheduler."""
+        done = (trial.last_result or {}).get(FINISHED) == 1.0
+        self._finish(trial, "completed" if done else "early_stopped", "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """The trial failed (after its retries)."""
+        self._finish(trial, "failed", "FAILED")
+
+    def _finish(self, trial: Any, status: str, mlflow_status: str) -> None:
+        run_id = self.run_id(trial)
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        self.client.set_terminated(run_id, status=mlflow_status)

@@ -1,0 +1,281 @@
+"""The search driver: one Optuna study per target task, run by Ray Tune with ASHA, tracked in MLflow.
+
+Each target is its own Tune experiment ``<storage>/<search>/<target>`` and its own Optuna study
+(kept in an SQLite RDB next to it), because the best intermediate task differs per target and the
+scores of different targets are not comparable. All targets share the intermediate-checkpoint
+cache, so an intermediate task trained for one target is reused by the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from search import tracking
+from search.launch import init_ray
+from search.space import DefineByRun, SearchSpace, load_space
+from search.trial import TrialSettings, run_trial, trial_config
+from trainers.config import ConfigError, TransferConfig, flatten
+from trainers.keys import FINISHED
+
+EXPERIMENT_PREFIX = "xstilts"
+TRIAL_RETRIES = 2
+TRIAL_DRIVER_CPUS = 0.01
+"""A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start or resume (one line)."""
+
+
+@dataclass
+class SearchOptions:
+    """Command-line options of ``xstilts search``."""
+
+    space: str = "spaces/demo.yaml"
+    """The search space file."""
+    name: str | None = None
+    """Search name (default: the space's name)."""
+    resume: bool = False
+    """Continue an interrupted search of this name."""
+    storage: str = "runs/searches"
+    """Tune/Train storage: a local path or a URI (s3://...)."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: SQLite under ./mlruns)."""
+    cache_root: str | None = None
+    """Intermediate-checkpoint cache (default: <data.cache_dir>/intermediate)."""
+    max_concurrent_trials: int | None = None
+    """Override the value derived from the cluster's resources."""
+    targets: list[str] = field(default_factory=list)
+    """Only these targets of the space (default: all)."""
+
+
+@dataclass
+class StudyOutcome:
+    """What one target's study found."""
+
+    search: str
+    target: str
+    trials: int
+    completed: int
+    early_stopped: int
+    failed: int
+    best: dict[str, Any] | None
+
+
+def _local_root(storage: str) -> Path:
+    """A local directory for driver-side state (Optuna's database) even when storage is remote."""
+    if "://" in storage:
+        return Path("~/.xstilts").expanduser()
+    return Path(storage).expanduser().resolve()
+
+
+def base_config(space: SearchSpace, target: str) -> TransferConfig:
+    """The config of the study's first seeded point (its fixed settings are every trial's)."""
+    points = space.points_for(target)
+    return space.to_transfer_config(points[0] if points else {}, target)
+
+
+def trial_resources(space: SearchSpace) -> dict[str, float]:
+    """CPUs and GPUs one trial's Train job needs."""
+    scaling = base_config(space, space.targets[0]).scaling
+    return {
+        "CPU": scaling.num_workers * scaling.cpus_per_worker,
+        "GPU": float(scaling.num_workers if scaling.use_gpu else 0),
+    }
+
+
+def concurrent_trials(space: SearchSpace, cluster: dict[str, float], override: int | None) -> int:
+    """How many trials fit on the cluster at once (on GPUs if trials use them, else on CPUs)."""
+    if override is not None:
+        return override
+    if space.tuner.max_concurrent_trials is not None:
+        return space.tuner.max_concurrent_trials
+    need = trial_resources(space)
+    if need["GPU"]:
+        return max(1, int(cluster.get("GPU", 0) // need["GPU"]))
+    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs.
+    return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + TRIAL_DRIVER_CPUS)))
+
+
+def check_resources(space: SearchSpace, cluster: dict[str, float]) -> None:
+    """A trial must fit on what the cluster can reach (autoscaling clusters set XSTILTS_AUTOSCALING=1)."""
+    if os.environ.get("XSTILTS_AUTOSCALING") == "1":
+        return
+    need = trial_resources(space)
+    for kind in ("GPU", "CPU"):
+        if need[kind] > cluster.get(kind, 0.0):
+            raise SearchError(
+                f"a trial needs {need[kind]:g} {kind}s (scaling.num_workers x per-worker) but the cluster has "
+                f"{cluster.get(kind, 0.0):g}; lower scaling.num_workers or add nodes"
+            )
+
+
+def preflight_space(space: SearchSpace) -> None:
+    """Every target's base config and seeded points pass the run pre-flight checks (data, freeze depth)."""
+    from trainers.preflight import preflight
+
+    for target in space.targets:
+        for point in space.points_for(target) or [{}]:
+            try:
+                preflight(space.to_transfer_config(point, target))
+            except ConfigError as error:
+                raise SearchError(f"{space.source}: target {target}: {error}") from None
+
+
+def _scheduler(space: SearchSpace) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    settings = space.tuner.scheduler
+    if settings.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr=settings.time_attr,
+        max_t=settings.max_t,
+        grace_period=settings.grace_period,
+        reduction_factor=settings.reduction_factor,
+    )
+
+
+class PhaseAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that skips reports made before the target phase (they carry no target metric yet)."""
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Forward only results that hold the metric (phase 1 reports progress without it)."""
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
+
+
+def _searcher(space: SearchSpace, target: str, study_name: str, optuna_db: Path) -> Any:
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(
+        seed=space.tuner.sampler_seed,
+        multivariate=True,
+        group=True,  # conditional parameters (intermediate lr only with an intermediate task)
+        # The seeded points plus a few random trials before TPE models the space.
+        n_startup_trials=len(space.points_for(target)) + 2,
+    )
+    storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_db}")
+    return PhaseAwareOptunaSearch(
+        space=DefineByRun(space, target),
+        metric=space.tuner.metric,
+        mode=space.tuner.mode,
+        points_to_evaluate=space.points_for(target) or None,
+        sampler=sampler,
+        study_name=study_name,
+        storage=storage,
+    )
+
+
+def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> StudyOutcome:
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        rows.append((result, metrics))
+    completed = [(r, m) for r, m in rows if m.get(FINISHED) == 1.0 and r.error is None]
+    failed = sum(1 for r, _ in rows if r.error is not None)
+    best = None
+    if completed:
+        sign = 1 if mode == "max" else -1
+        result, metrics = max(
+            completed, key=lambda rm: (sign * rm[1].get(metric, float("-inf")), rm[1]["trial_id"])
+        )
+        best = {
+            "trial_id": metrics.get("trial_id"),
+            "config": result.config,
+            **{k: metrics.get(k) for k in (metric, "zero_shot_avg", "en_dev", "intermediate_reused")},
+        }
+    return StudyOutcome(
+        search, target, len(rows), len(completed), len(rows) - len(completed) - failed, failed, best
+    )
+
+
+def run_search(options: SearchOptions) -> list[StudyOutcome]:
+    """Run (or resume) every target's study; return what each found."""
+    import ray
+    from ray import tune
+
+    space = load_space(options.space)
+    name = options.name or space.name
+    targets = options.targets or list(space.targets)
+    unknown = [t for t in targets if t not in space.targets]
+    if unknown:
+        raise SearchError(
+            f"--target {unknown[0]} is not a target of {options.space} ({', '.join(space.targets)})"
+        )
+    preflight_space(space)
+    uri = options.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_tracking_uri(uri)
+    storage = (
+        options.storage if "://" in options.storage else str(Path(options.storage).expanduser().resolve())
+    )
+    local_root = _local_root(options.storage) / name
+    if not options.resume and local_root.exists() and any(local_root.iterdir()):
+        raise SearchError(
+            f"search {name!r} already exists under {local_root}; pass --resume or another --name"
+        )
+    local_root.mkdir(parents=True, exist_ok=True)
+    cache_root = options.cache_root or str(
+        Path(base_config(space, targets[0]).data.cache_dir).expanduser() / "intermediate"
+    )
+    # Trials also report before their target phase (what phase 1 did), without the target metric yet.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    init_ray()
+    cluster = ray.cluster_resources()
+    check_resources(space, cluster)
+    experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
+    parent = tracking.parent_run(
+        uri, experiment, name, {"space": options.space, "targets": ",".join(targets)}
+    )
+    outcomes = []
+    for target in targets:
+        settings = TrialSettings(
+            space=space,
+            target=target,
+            search=name,
+            cache_root=cache_root,
+            train_storage=f"{storage}/{name}/train",
+        )
+        # The trial function only waits on its Train job, whose workers hold the real resources; Tune
+        # needs a non-empty request, so a sliver of a CPU.
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}
+        )
+        path = f"{storage}/{name}/{target}"
+
+        def params_of(
+            config: dict[str, Any], trial_id: str, settings: TrialSettings = settings
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            resolved = trial_config(settings, config, trial_id).to_dict()
+            flat = {**flatten(resolved), **{f"search.{k}": v for k, v in config.items()}}
+            return flat, resolved
+
+        tracker = tracking.TrialTracker(uri, experiment, parent, name, target, params_of)
+        if options.resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=_searcher(space, target, f"{name}.{target}", local_root / "optuna.db"),
+                    scheduler=_scheduler(space),
+                    num_samples=space.tuner.num_samples,
+                    metric=space.tuner.metric,
+                    mode=space.tuner.mode,
+                    max_concurrent_trials=concurrent_trials(space, cluster, options.max_concurrent_trials),
+                ),
+                run_config=tune.RunConfig(
+                    name=target,
+                    storage_path=f"{storage}/{name}",
+                    callbacks=[tracker],
+                    failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                ),
+            )
+        results = tuner.fit()
+        outcomes.append(_outcome(name, target, results, space.tuner.metric, space.tuner.mode))
+    return outcomes
