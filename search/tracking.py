@@ -25,6 +25,7 @@ TRIAL_TAG = "xstilts.trial_id"
 TARGET_TAG = "xstilts.target"
 STATUS_TAG = "xstilts.status"
 KIND_TAG = "xstilts.kind"
+TERMINAL = frozenset({"completed", "early_stopped", "failed"})
 
 
 class TrackingError(RuntimeError):
@@ -139,6 +140,7 @@ class TrialTracker(Callback):
         # Maps a trial's Tune config and id to (flat MLflow params, resolved TransferConfig dict).
         self.trial_params = trial_params
         self.run_ids: dict[str, str] = {}
+        self.closed: set[str] = set()  # runs that reached a terminal status before this driver
         self._client: Any = None
 
     @property
@@ -157,6 +159,9 @@ class TrialTracker(Callback):
             return self.run_ids[trial.trial_id]
         tags = {SEARCH_TAG: self.search, TRIAL_TAG: trial.trial_id}
         run_id = find_run(self.uri, self.experiment, tags)
+        if run_id is not None and self.client.get_run(run_id).data.tags.get(STATUS_TAG) in TERMINAL:
+            # Finished before an interruption; Tune may re-run it after --resume: log nothing twice.
+            self.closed.add(str(run_id))
         if run_id is None:
             run = self.client.create_run(
                 self.experiment,
@@ -183,7 +188,9 @@ class TrialTracker(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Open (or re-open) the child run."""
-        self.client.set_tag(self.run_id(trial), STATUS_TAG, "running")
+        run_id = self.run_id(trial)
+        if run_id not in self.closed:
+            self.client.set_tag(run_id, STATUS_TAG, "running")
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -191,11 +198,14 @@ class TrialTracker(Callback):
         """Log the reported metrics at step ``target_step``."""
         from mlflow.entities import Metric
 
+        run_id = self.run_id(trial)
+        if run_id in self.closed:
+            return
         step = int(result.get("target_step", 0) or 0)
         stamp = int(result.get("timestamp", 0) * 1000)
         metrics = [Metric(k, v, stamp, step) for k, v in numeric_metrics(result).items()]
         for start in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id(trial), metrics=metrics[start : start + 1000])
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Completed the full budget, or stopped early by the scheduler."""
@@ -208,5 +218,7 @@ class TrialTracker(Callback):
 
     def _finish(self, trial: Any, status: str, mlflow_status: str) -> None:
         run_id = self.run_id(trial)
+        if run_id in self.closed:
+            return
         self.client.set_tag(run_id, STATUS_TAG, status)
         self.client.set_terminated(run_id, status=mlflow_status)

@@ -8,11 +8,13 @@ cache, so an intermediate task trained for one target is reused by the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
 from search import tracking
@@ -142,12 +144,25 @@ def _scheduler(space: SearchSpace) -> Any:
 
 
 class PhaseAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that skips reports made before the target phase (they carry no target metric yet)."""
+    """OptunaSearch for xstilts trials: phase-1 reports and resumed, already-told trials are skipped.
+
+    Reports made before the target phase carry no target metric yet. After ``--resume``, Tune may
+    re-run a trial that finished just after its last experiment snapshot; its Optuna trial is already
+    complete in the RDB, and telling it again would fail the whole search.
+    """
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Forward only results that hold the metric (phase 1 reports progress without it)."""
+        """Forward results that hold the metric, for trials Optuna has not closed."""
         if self.metric in result:
-            super().on_trial_result(trial_id, result)
+            with contextlib.suppress(UpdateFinishedTrialError):
+                super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Tell Optuna the outcome, unless it already knows it."""
+        with contextlib.suppress(UpdateFinishedTrialError):
+            super().on_trial_complete(trial_id, result=result, error=error)
 
 
 def _searcher(space: SearchSpace, target: str, study_name: str, optuna_db: Path) -> Any:
@@ -225,6 +240,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
     )
     # Trials also report before their target phase (what phase 1 did), without the target metric yet.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Snapshot the experiment often, so that after an interruption few finished trials look unfinished
+    # (those that do are re-run from their final checkpoint: no training, nothing logged twice).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     init_ray()
     cluster = ray.cluster_resources()
     check_resources(space, cluster)
