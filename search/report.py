@@ -34,12 +34,8 @@ from search.select import (
     TEST_METRIC,
     SelectionError,
     Trial,
-    load_trials,
-    open_store,
-    parent_run_id,
+    open_search,
     rank,
-    search_experiment,
-    search_targets,
     status_counts,
 )
 
@@ -497,12 +493,7 @@ def report(options: ReportOptions) -> Report:
     """Compute, plot and write the report; log it to the search's selection run."""
     if options.pick not in PICKS:
         raise SelectionError(f"unknown --pick {options.pick!r}; use one of {', '.join(PICKS)}")
-    uri = options.tracking_uri or tracking.default_tracking_uri()
-    client = open_store(uri)
-    experiment = search_experiment(client, options.search, uri)
-    trials = load_trials(client, experiment, options.search)
-    parent = parent_run_id(client, experiment, options.search)
-    targets = search_targets(client, parent, trials)
+    client, experiment, trials, parent, targets = open_search(options.search, options.tracking_uri)
     if not any(t.status == COMPLETED for t in trials):
         raise SelectionError(f"search {options.search} has no completed trial to report on")
     out = Path(options.out or f"reports/{options.search}")

@@ -491,15 +491,20 @@ def _check_options(options: SelectOptions) -> None:
         raise SelectionError(f"--backend must be ray or local, got {options.backend!r}")
 
 
+def open_search(search: str, tracking_uri: str | None) -> tuple[Any, Any, list[Trial], str | None, list[str]]:
+    """The store's client, the search's experiment, its trials, parent run id and targets."""
+    uri = tracking_uri or tracking.default_tracking_uri()
+    client = open_store(uri)
+    experiment = search_experiment(client, search, uri)
+    trials = load_trials(client, experiment, search)
+    parent = parent_run_id(client, experiment, search)
+    return client, experiment, trials, parent, search_targets(client, parent, trials)
+
+
 def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | None]:
     """Read the search and choose every target's winner; writes nothing."""
     _check_options(options)
-    uri = options.tracking_uri or tracking.default_tracking_uri()
-    client = open_store(uri)
-    experiment = search_experiment(client, options.search, uri)
-    trials = load_trials(client, experiment, options.search)
-    parent = parent_run_id(client, experiment, options.search)
-    targets = search_targets(client, parent, trials)
+    client, experiment, trials, parent, targets = open_search(options.search, options.tracking_uri)
     if options.targets:
         unknown = [t for t in options.targets if t not in targets]
         if unknown:
@@ -517,6 +522,7 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | N
         selected.append(
             TargetSelection(target, options.criterion, mine, rankings, winner, load_config(client, winner))
         )
+    uri = options.tracking_uri or tracking.default_tracking_uri()
     return Selection(options.search, options.criterion, uri, selected), client, experiment, parent
 
 

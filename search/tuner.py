@@ -27,6 +27,8 @@ from trainers.keys import FINISHED
 EXPERIMENT_PREFIX = "xstilts"
 TRIAL_RETRIES = 2
 TRIAL_DRIVER_CPUS = 0.01
+HEAD_RESOURCE = "head"
+TRIAL_DRIVER_HEAD = 0.001
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
 
 
@@ -102,6 +104,21 @@ def concurrent_trials(space: SearchSpace, cluster: dict[str, float], override: i
         return max(1, int(cluster.get("GPU", 0) // need["GPU"]))
     # Each trial's driver holds a sliver of a CPU beside its workers' CPUs.
     return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + TRIAL_DRIVER_CPUS)))
+
+
+def trial_driver_resources(cluster: dict[str, float]) -> dict[str, float]:
+    """What each trial's own actor requests (it only waits on its Train job; Train's controller joins it).
+
+    On a cluster whose head advertises the ``head`` resource (cluster.yaml, cluster.local.yaml) these run
+    on the head, which is never preempted, so a lost worker node only takes Train workers with it and Train
+    restarts them elsewhere. A trial actor on a worker node would die with that node and take its Train
+    controller along; if that happens while the job's workers are starting, Ray Train has not yet handed
+    the job's placement group to its cleaner and the group stays reserved until the search ends. Without
+    a ``head`` resource (a single machine): a sliver of a CPU.
+    """
+    if cluster.get(HEAD_RESOURCE, 0.0) > 0:
+        return {"CPU": 0.0, HEAD_RESOURCE: TRIAL_DRIVER_HEAD}
+    return {"CPU": TRIAL_DRIVER_CPUS}
 
 
 def check_resources(space: SearchSpace, cluster: dict[str, float]) -> None:
@@ -260,9 +277,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             train_storage=f"{storage}/{name}/train",
         )
         # The trial function only waits on its Train job, whose workers hold the real resources; Tune
-        # needs a non-empty request, so a sliver of a CPU.
+        # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}
+            tune.with_parameters(run_trial, settings=settings), trial_driver_resources(cluster)
         )
         path = f"{storage}/{name}/{target}"
 
