@@ -51,7 +51,7 @@ def main() -> None:
                     (
                         encoder,
                         target,
-                        metrics["time/target_s"] / args.steps,
+                        metrics["time/target_step_s"],
                         metrics["en_dev"],
                         sum(foreign) / len(foreign),
                     )

@@ -79,11 +79,27 @@ def save_encoder(
 
 
 class Timer:
-    """Wall time of a phase."""
+    """Wall time: since creation, or (``stopped()``) accumulated inside ``with timer:`` blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, running: bool = True) -> None:
+        self.total = 0.0
+        self.start: float | None = time.perf_counter() if running else None
+
+    @classmethod
+    def stopped(cls) -> Timer:
+        """A timer that counts only inside ``with`` blocks."""
+        return cls(running=False)
+
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.start is not None
+        self.total += time.perf_counter() - self.start
+        self.start = None
 
     def seconds(self) -> float:
-        """Seconds since creation."""
-        return time.perf_counter() - self.start
+        """Seconds counted so far."""
+        running = time.perf_counter() - self.start if self.start is not None else 0.0
+        return self.total + running

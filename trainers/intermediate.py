@@ -52,11 +52,13 @@ def run(
     # Train.
     pad_id = tokenizer.pad_token_id
     loss = float("nan")
+    stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
     for step in range(start + 1, total_steps + 1):
         index = schedule[step - 1]
         rows = [features[index][i] for i in next(streams[index])]
         batch = _loop.to_device(collate(rows, pad_id), runtime.device)
-        loss = _loop.train_step(engine, tasks[index].name, batch)
+        with stepping:
+            loss = _loop.train_step(engine, tasks[index].name, batch)
         progress = {"intermediate/step": step, "intermediate/loss": loss, "target_step": 0}
         if _phase.due(step, phase.checkpoint_every, total_steps):
             _phase.checkpoint(runtime, engine, PHASE, step, config, progress)
@@ -76,4 +78,5 @@ def run(
         metrics.update({f"intermediate/{task.name}/en_dev/{k}": v for k, v in scores.items()})
     _phase.save_encoder(runtime, engine, tokenizer, output_dir, config)
     metrics["time/intermediate_s"] = timer.seconds()
+    metrics["time/intermediate_step_s"] = stepping.seconds() / max(1, total_steps - start)
     return metrics

@@ -59,10 +59,12 @@ def run(
 
     # Train, evaluating and checkpointing on their cadences.
     loss = float("nan")
+    stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
     for step in range(start + 1, total_steps + 1):
         rows = [features[i] for i in next(stream)]
         batch = _loop.to_device(collate(rows, pad_id), runtime.device)
-        loss = _loop.train_step(engine, target.name, batch)
+        with stepping:
+            loss = _loop.train_step(engine, target.name, batch)
         progress: dict[str, float] = {
             "target_step": step,
             "target/loss": loss,
@@ -84,4 +86,5 @@ def run(
         **english_dev(),
     }
     metrics["time/target_s"] = timer.seconds()
+    metrics["time/target_step_s"] = stepping.seconds() / max(1, total_steps - start)
     return engine, metrics
