@@ -133,15 +133,30 @@ def _retrieval(
                 _embed(model, tokenizer, list(rows["target"]), layer, config, runtime.device),
             )
 
-        for lang in langs:
-            test_src, test_tgt = embed_split(config.evaluation.split, lang)
+        def score(split: str, lang: str, dev: tuple[np.ndarray, np.ndarray] | None) -> dict[str, float]:
+            src, tgt = embed_split(split, lang)
             if task.metric == "bucc_f1":
-                dev_src, dev_tgt = embed_split("dev", lang)
-                scores = retrieval.evaluate_bucc(dev_src, dev_tgt, test_src, test_tgt)
-            else:
-                scores = {"accuracy": retrieval.tatoeba_accuracy(test_src, test_tgt)}
+                dev_src, dev_tgt = dev if dev is not None else (src, tgt)  # the threshold is tuned on dev
+                return retrieval.evaluate_bucc(dev_src, dev_tgt, src, tgt)
+            return {"accuracy": retrieval.tatoeba_accuracy(src, tgt)}
+
+        for lang in langs:
+            dev = None
+            try:
+                dev = embed_split("dev", lang)
+                dev_scores = score("dev", lang, dev)
+                metrics[f"target_dev/{lang}"] = primary(task.metric, dev_scores)
+            except DataError:
+                if task.metric == "bucc_f1":
+                    raise  # BUCC needs dev to tune its threshold
+            scores = score(config.evaluation.split, lang, dev)
             metrics[f"zero_shot/{lang}"] = primary(task.metric, scores)
             metrics.update({f"zero_shot/{lang}/{k}": float(v) for k, v in scores.items()})
         metrics.update(_averages(metrics, "zero_shot", langs))
+        metrics.update(_averages(metrics, "target_dev", langs))
+        if "target_dev_avg" in metrics:
+            # No English dev set exists for a retrieval target: its language pairs' dev score stands in,
+            # so searches and selection have the same metric for every target.
+            metrics["en_dev"] = metrics["target_dev_avg"]
     torch.distributed.barrier()
     return metrics
