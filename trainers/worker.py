@@ -84,9 +84,18 @@ def _intermediate_encoder(
     return str(cache.path(key))
 
 
+def _quiet_libraries() -> None:
+    """Keep weight-loading progress bars and load reports (e.g. an unused pooler) out of the logs."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
     config = plan.config
+    _quiet_libraries()
     init_distributed(runtime.device)
     metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}
     checkpoint = runtime.latest_checkpoint()
