@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +17,6 @@ WORKER_START_TIMEOUT_S = "1800"
 
 def init_ray() -> None:
     """Connect to the running cluster (``ray start``/``ray up``) or start a local one, once."""
-    import os
-
     import ray
 
     if ray.is_initialized():
@@ -31,20 +32,26 @@ def init_ray() -> None:
     ray.init(runtime_env={"env_vars": env})
 
 
-def _pin_ray_address() -> None:
-    """Hand this cluster's address to the Train controller and its helper actors.
+@contextlib.contextmanager
+def ray_address_pinned() -> Iterator[None]:
+    """While a Train job is launched, hand this cluster's address to its controller and helper actors.
 
     Ray Train's placement-group cleaner finds the State API by address auto-discovery, which fails
     when a machine runs more than one Ray instance; the placement groups of trials stopped early then
-    stay reserved and later trials wait forever. RAY_ADDRESS removes the ambiguity.
+    stay reserved and later trials wait forever. RAY_ADDRESS removes the ambiguity. It is restored
+    afterwards, so processes this one starts later do not inherit a cluster that may be gone.
     """
-    import os
-
     import ray
     from ray.train.v2._internal import constants
 
-    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     constants.ENV_VARS_TO_PROPAGATE.add("RAY_ADDRESS")
+    previous = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = previous or ray.get_runtime_context().gcs_address
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_ADDRESS", None)
 
 
 def storage_uri(path: str) -> str:
@@ -70,7 +77,6 @@ def trainer_for(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    _pin_ray_address()
     scaling = plan.config.scaling
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:

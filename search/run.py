@@ -17,12 +17,13 @@ def run_transfer(
     plan = Plan.for_config(config)
     if backend == "local":
         return run_local(plan)
-    from search.launch import init_ray, trainer_for
+    from search.launch import init_ray, ray_address_pinned, trainer_for
 
     init_ray()
     plan.launched_at = time.time()
     name = f"run-{config.target.task}-{config.fingerprint()}"
-    result = trainer_for(plan, name, storage_path).fit()
+    with ray_address_pinned():
+        result = trainer_for(plan, name, storage_path).fit()
     if result.error is not None:
         raise result.error
     return read_results(result.checkpoint)

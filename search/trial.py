@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.launch import trainer_for
+from search.launch import ray_address_pinned, trainer_for
 from search.space import SearchSpace
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
 from trainers.config import TransferConfig
@@ -78,7 +78,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
             callbacks=[TuneReportCallback()],
             max_failures=settings.max_failures,
         )
-        result = trainer.fit()
+        with ray_address_pinned():
+            result = trainer.fit()
         if result.error is not None:
             raise result.error
     finally:

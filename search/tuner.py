@@ -26,10 +26,13 @@ from trainers.keys import FINISHED
 
 EXPERIMENT_PREFIX = "xstilts"
 TRIAL_RETRIES = 2
-TRIAL_DRIVER_CPUS = 0.01
-HEAD_RESOURCE = "head"
-TRIAL_DRIVER_HEAD = 0.001
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
+TRIAL_DRIVER_CPUS = 0.01
+"""What a trial's own actor requests on a cluster without a ``head`` resource (one machine)."""
+HEAD_RESOURCE = "head"
+"""The custom resource a cluster's head advertises (cluster.yaml): trials' own actors pin to it."""
+TRIAL_DRIVER_HEAD = 0.001
+"""A trial actor's share of ``head`` (a thousand trials at once)."""
 
 
 class SearchError(RuntimeError):
@@ -102,8 +105,9 @@ def concurrent_trials(space: SearchSpace, cluster: dict[str, float], override: i
     need = trial_resources(space)
     if need["GPU"]:
         return max(1, int(cluster.get("GPU", 0) // need["GPU"]))
-    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs.
-    return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + TRIAL_DRIVER_CPUS)))
+    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs (none where it sits on the head).
+    driver_cpus = trial_driver_resources(cluster).get("CPU", 0.0)
+    return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + driver_cpus)))
 
 
 def trial_driver_resources(cluster: dict[str, float]) -> dict[str, float]:
