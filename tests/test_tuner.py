@@ -27,7 +27,9 @@ def test_concurrency_counts_each_trial_driver_beside_its_workers() -> None:
     assert concurrent_trials(xtreme, {"CPU": 64.0, "GPU": 4 * per_trial}, None) == 4
 
 
-def test_a_trial_bigger_than_the_cluster_is_an_error_before_any_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trial_bigger_than_the_cluster_is_an_error_before_any_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("XSTILTS_AUTOSCALING", raising=False)
     with pytest.raises(SearchError, match="GPU"):
         check_resources(load_space("xtreme"), {"CPU": 64.0, "GPU": 1.0})

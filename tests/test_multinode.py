@@ -1,0 +1,486 @@
+"""A search on a multi-node Ray cluster, and the loss of a worker node in the middle of it.
+
+The cluster is ``ray.cluster_utils.Cluster`` on this machine, laid out like ``cluster.yaml``: a head that
+advertises ``{"CPU": 0, "head": 1}`` (no training lands there; the search driver, each trial's own actor
+and its Ray Train controller do: ``search.tuner.trial_driver_resources``) and two worker nodes with one
+CPU each, so each node holds one trial's Train worker (``scaling.cpus_per_worker`` 0.95) and two trials
+run at once, one per node. The search driver is ``python search/main.py`` in its own process, joined to
+the cluster through ``RAY_ADDRESS``.
+
+Once two trials train, one on each worker node, one of those nodes is killed (its raylet and every
+process on it, as when a spot instance is reclaimed) and a replacement node joins (what the autoscaler
+does). The interrupted trial's Train job restarts its worker on a live node (Train's FailureConfig; Tune's
+retries are the next line of defence) and the study completes with every trial logged exactly once in
+MLflow. Where a trial trained is read from its results (``node_id``, reported by the Train worker) and
+from Ray Train's record of every attempt of every Train run (the dashboard's Train API, with
+``RAY_TRAIN_ENABLE_STATE_TRACKING=1``).
+
+Two ways a node loss used to strand resources, seen while writing this test:
+
+- a trial actor on a worker node died with it and took its Train controller along; when that happened
+  while the job's workers were starting, the job's placement group was not yet registered with Ray Train's
+  cleaner and stayed reserved until the search ended. Trial actors now live on the head (``head`` resource).
+- Ray Train 2.60 itself: a node lost in the short moment between the workers' start and the launch of the
+  training function (``WorkerGroup._start_impl``: ``ray.get(run_train_fn)`` raises ActorUnavailableError)
+  fails the Train run as a controller error, and its placement group is never removed: Ray reschedules it
+  onto another node, where it holds the resources until the driver exits. Tune's retry completes the trial,
+  but a node's worth of capacity is gone. The test kills a node ``SETTLE_S`` after the trial's attempt is
+  RUNNING, past that moment; the trial is then mid-start-up or training, the case that matters in practice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = 4
+TARGET_STEPS = 8
+DRIVER_TIMEOUT_S = 480.0
+SETTLE_S = 5.0
+
+
+def small_space(directory: Path, cache_dir: Path, name: str = "multinode", samples: int = SAMPLES) -> Path:
+    """A udpos study on the tiny encoder: none vs ccg as intermediate task, every trial to its full budget."""
+    space = {
+        "name": name,
+        "targets": ["udpos"],
+        "base": {
+            "model": {"name_or_path": "tiny", "max_seq_length": 48, "doc_stride": 16},
+            "data": {
+                "source": "miniature",
+                "cache_dir": str(cache_dir),
+                "max_train_examples": 64,
+                "max_eval_examples": 16,
+            },
+            # One Train worker per trial, sized so that one fits on a 1-CPU node next to nothing else.
+            "scaling": {"num_workers": 1, "cpus_per_worker": 0.95},
+            "intermediate": {"batch_size": 8, "max_steps": 4},
+            "target": {"batch_size": 8, "max_steps": TARGET_STEPS, "eval_every": 4},
+            "evaluation": {"languages": ["en", "de"]},
+        },
+        "search": {
+            "intermediate_task": {"type": "categorical", "choices": ["none", "ccg"]},
+            "intermediate.learning_rate": {
+                "type": "categorical",
+                "choices": [1.0e-3],
+                "when": {"intermediate_task": {"not": "none"}},
+            },
+            "target.learning_rate": {"type": "float", "low": 1.0e-4, "high": 3.0e-3, "log": True},
+        },
+        "points_to_evaluate": [
+            {"intermediate_task": "none", "target.learning_rate": 1.0e-3},
+            {
+                "intermediate_task": "ccg",
+                "intermediate.learning_rate": 1.0e-3,
+                "target.learning_rate": 1.0e-3,
+            },
+        ],
+        "tuner": {
+            "num_samples": samples,
+            "metric": "en_dev",
+            # FIFO: no early stopping, so "completed" means the whole budget for every trial.
+            "scheduler": {"type": "fifo"},
+            "sampler_seed": 0,
+        },
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+@dataclass
+class LocalCluster:
+    """A ``ray.cluster_utils.Cluster`` in a private temp dir, with cluster.yaml's head layout."""
+
+    cluster: Any
+    temp_root: Path
+    workers: dict[str, Any] = field(default_factory=dict)
+    """Live worker nodes by node id."""
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    @property
+    def head_id(self) -> str:
+        return str(self.cluster.head_node.node_id)
+
+    def add_worker(self, cpus: float = 1) -> str:
+        node = self.cluster.add_node(num_cpus=cpus)
+        self.workers[node.node_id] = node
+        return str(node.node_id)
+
+    def kill_worker(self, node_id: str) -> None:
+        """Kill every process of a worker node at once (no graceful drain), as a lost instance."""
+        self.cluster.remove_node(self.workers.pop(node_id), allow_graceful=False)
+
+
+@contextmanager
+def local_cluster(workers: int, extra_env: dict[str, str] | None = None) -> Iterator[LocalCluster]:
+    """Start a head (``{"CPU": 0, "head": 1}``, with dashboard) and ``workers`` 1-CPU nodes; tear all down.
+
+    Everything lives under a private ``RAY_TMPDIR``, so this cluster's address file never replaces the
+    machine's ``/tmp/ray/ray_current_cluster`` (other Ray instances on this machine keep theirs), and
+    ``ray.init()`` with ``RAY_TMPDIR`` set to it finds this cluster, as ``ray.init()`` on a head finds
+    the one ``ray start --head`` started.
+    """
+    from ray.cluster_utils import Cluster
+
+    temp_root = Path(tempfile.mkdtemp(prefix="xs-rc-", dir="/tmp"))  # short: Unix socket paths
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", str(temp_root))
+        patch.setenv("OMP_NUM_THREADS", "1")  # every Ray worker process inherits the node's environment
+        patch.delenv("RAY_ADDRESS", raising=False)
+        for key, value in (extra_env or {}).items():
+            patch.setenv(key, value)
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "num_gpus": 0,
+                "resources": {"head": 1},
+                "include_dashboard": True,  # the State API, which Ray Train's placement-group cleaner uses
+                "dashboard_port": 0,
+                "dashboard_agent_listen_port": None,  # any free port: others' Ray may hold the default
+            },
+        )
+        local = LocalCluster(cluster, temp_root)
+        try:
+            for _ in range(workers):
+                local.add_worker()
+            cluster.wait_for_nodes()
+            yield local
+        finally:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+            cluster.shutdown()
+            shutil.rmtree(temp_root, ignore_errors=True)
+
+
+def alive_actors(address: str, class_name: str | None = None) -> list[Any]:
+    """ALIVE actors of the cluster at ``address`` (State API), optionally of one class."""
+    from ray.util.state import list_actors
+
+    filters: list[Any] = [("state", "=", "ALIVE")]
+    if class_name is not None:
+        filters.append(("class_name", "=", class_name))
+    return list(list_actors(address=address, filters=filters, limit=10_000, raise_on_missing_output=False))
+
+
+def train_runs(webui_url: str) -> list[dict[str, Any]]:
+    """Ray Train's record of every Train run (name, attempts, the nodes of each attempt's workers)."""
+    with urllib.request.urlopen(f"http://{webui_url}/api/train/v2/runs/v1", timeout=60) as response:
+        return list(json.loads(response.read())["train_runs"])
+
+
+def running_trials(webui_url: str, nodes: set[str]) -> dict[str, str]:
+    """Train run name -> node, for runs whose current attempt is RUNNING with its worker(s) on ``nodes``."""
+    try:
+        runs = train_runs(webui_url)
+    except (OSError, KeyError, ValueError):  # the Train state actor starts with the first Train run
+        return {}
+    found = {}
+    for run in runs:
+        for attempt in run.get("attempts", []):
+            workers = {worker["node_id"] for worker in attempt.get("workers", [])}
+            if attempt.get("status") == "RUNNING" and workers and workers <= nodes:
+                found[run["name"]] = sorted(workers)[0]
+    return found
+
+
+def trial_runs(uri: str, name: str) -> list[Any]:
+    """The MLflow child runs of search ``name``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(f"xstilts-{name}")
+    if experiment is None:
+        return []
+    return list(
+        client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'trial'", max_results=1000
+        )
+    )
+
+
+def driver_env() -> dict[str, str]:
+    """The search driver's environment: this one's, minus any process-group variables of in-process tests."""
+    skip = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}
+    env = {key: value for key, value in os.environ.items() if key not in skip}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text[-chars:]
+
+
+@dataclass
+class NodeLossStudy:
+    """What the module's study saw: the cluster's nodes, the kill, and the outcome."""
+
+    name: str
+    uri: str
+    head: str
+    initial_workers: list[str]
+    victim: str
+    replacement: str
+    interrupted: set[str]
+    """Trial ids whose Train attempt was RUNNING on the victim when it was killed."""
+    before_kill: dict[str, list[str]]
+    """Class name -> nodes of the ALIVE actors just before the kill."""
+    concurrent_nodes_before: set[str]
+    concurrent_nodes_after: set[str]
+    """Largest set of nodes seen training at once before the kill / after the replacement joined."""
+    stdout: str
+    seconds: float
+    trials: list[Any] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    mlflow: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def study(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeLossStudy]:
+    """Run a 4-trial search on head + 2 workers; kill a training worker node; add a replacement."""
+    root = tmp_path_factory.mktemp("multinode")
+    space = small_space(root, cache_dir)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    storage = root / "storage"
+    log = root / "driver.log"
+    env = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
+    started = time.perf_counter()
+    with local_cluster(workers=2, extra_env=env) as cluster:
+        import ray
+
+        initial = list(cluster.workers)
+        command = [
+            sys.executable,
+            str(ROOT / "search" / "main.py"),
+            "--space",
+            str(space),
+            "--name",
+            "mn",
+            "--storage",
+            str(storage),
+            "--tracking-uri",
+            uri,
+        ]
+        with log.open("w") as out:
+            driver = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env={**driver_env(), "RAY_ADDRESS": cluster.address},
+                start_new_session=True,
+            )
+        try:
+            deadline = time.time() + DRIVER_TIMEOUT_S
+            # 1. Wait until two trials train at once, one on each worker node (a RUNNING Train attempt).
+            training: dict[str, str] = {}
+            while time.time() < deadline and driver.poll() is None:
+                training = running_trials(cluster.cluster.webui_url, set(cluster.workers))
+                if len(set(training.values())) >= 2:
+                    break
+                time.sleep(1.0)
+            # Past the moment its workers start: a node lost while Ray Train 2.60 launches the training
+            # function fails the Train run and leaves its placement group reserved (see the module doc).
+            time.sleep(SETTLE_S)
+            training = running_trials(cluster.cluster.webui_url, set(cluster.workers))
+            assert driver.poll() is None, f"the search ended before the node loss:\n{tail(log)}"
+            before = set(training.values())
+            assert len(before) >= 2, f"never saw two trials train at once: {training}\n{tail(log)}"
+            snapshot: dict[str, list[str]] = {}
+            for actor in alive_actors(cluster.address):
+                snapshot.setdefault(actor.class_name, []).append(actor.node_id)
+            # 2. Lose one of those nodes mid-trial; a replacement joins.
+            victim = sorted(before)[0]
+            cluster.kill_worker(victim)
+            replacement = cluster.add_worker()
+            # 3. Let the study finish; note whether two trials train at once again (no capacity lost).
+            after: set[str] = set()
+            while time.time() < deadline and driver.poll() is None:
+                # The lost node's actors may still be listed ALIVE until Ray marks the node dead.
+                nodes = {a.node_id for a in alive_actors(cluster.address, "RayTrainWorker")} - {victim}
+                if len(nodes) > len(after):
+                    after = nodes
+                time.sleep(1.0)
+            if driver.poll() is None:
+                pytest.fail(f"the search did not finish within {DRIVER_TIMEOUT_S:.0f}s:\n{tail(log)}")
+            assert driver.returncode == 0, tail(log)
+
+            from ray.tune import ExperimentAnalysis
+
+            ray.init(address=cluster.address, log_to_driver=False)
+            trials = list(ExperimentAnalysis(str(storage / "mn" / "udpos")).trials)
+            runs = train_runs(cluster.cluster.webui_url)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait(timeout=60)
+        result = NodeLossStudy(
+            name="mn",
+            uri=uri,
+            head=cluster.head_id,
+            initial_workers=initial,
+            victim=victim,
+            replacement=replacement,
+            interrupted={run[len("mn-") :] for run, node in training.items() if node == victim},
+            before_kill=snapshot,
+            concurrent_nodes_before=before,
+            concurrent_nodes_after=after,
+            stdout=log.read_text(errors="replace"),
+            seconds=time.perf_counter() - started,
+            trials=trials,
+            runs=runs,
+            mlflow=trial_runs(uri, "mn"),
+        )
+    yield result
+
+
+def runs_of(study: NodeLossStudy, trial_id: str) -> list[dict[str, Any]]:
+    """The Train runs of a trial (named ``<search>-<trial id>``; a Tune retry starts another), oldest first."""
+    runs = [run for run in study.runs if run["name"] == f"{study.name}-{trial_id}"]
+    return sorted(runs, key=lambda run: run["start_time_ns"])
+
+
+def started_attempts(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attempts of a Train run whose worker group started (a start that failed lists no workers)."""
+    return [attempt for attempt in run.get("attempts", []) if attempt.get("workers")]
+
+
+def attempts_of(study: NodeLossStudy, trial_id: str) -> list[dict[str, Any]]:
+    """Every started worker group of a trial's Train runs, oldest first."""
+    attempts = [attempt for run in runs_of(study, trial_id) for attempt in started_attempts(run)]
+    return sorted(attempts, key=lambda attempt: attempt["start_time_ns"])
+
+
+def nodes_of(attempt: dict[str, Any]) -> set[str]:
+    return {worker["node_id"] for worker in attempt.get("workers", [])}
+
+
+def was_hit(study: NodeLossStudy, trial: Any) -> bool:
+    """Whether one of the trial's Train attempts had a worker on the lost node."""
+    return any(study.victim in nodes_of(attempt) for attempt in attempts_of(study, trial.trial_id))
+
+
+def was_restarted(study: NodeLossStudy, trial: Any) -> bool:
+    """Restarted by Ray Train (another worker-group attempt) or by Tune (a failure, then a new Train run)."""
+    return trial.num_failures > 0 or len(attempts_of(study, trial.trial_id)) > 1
+
+
+def counts(study: NodeLossStudy) -> dict[str, int]:
+    """started / retried / completed / logged, as the closing note reports them.
+
+    A trial hit by the node loss is restarted by Ray Train (its controller starts a new worker group:
+    another attempt of the same Train run) or, when the Train run itself fails, by Tune (``num_failures``,
+    up to ``TRIAL_RETRIES``), whose retry re-fits the Train run under the same name and resumes it.
+    """
+    return {
+        "started": len(study.trials),
+        "interrupted": sum(was_hit(study, t) for t in study.trials),
+        "retried": sum(was_restarted(study, t) for t in study.trials),
+        "train_restarts": sum(
+            max(0, len(started_attempts(run)) - 1) for t in study.trials for run in runs_of(study, t.trial_id)
+        ),
+        "tune_retries": sum(t.num_failures for t in study.trials),
+        # Count full budgets: in Tune's persisted results its own "done" flag is not the worker's.
+        "completed": sum(
+            1
+            for t in study.trials
+            if t.status == "TERMINATED" and t.last_result.get("target_step") == TARGET_STEPS
+        ),
+        "failed": sum(1 for t in study.trials if t.status == "ERROR"),
+        "logged": len(study.mlflow),
+    }
+
+
+@pytest.mark.slow
+def test_trials_train_on_several_worker_nodes_never_on_the_head(study: NodeLossStudy) -> None:
+    workers = set(study.initial_workers) | {study.replacement}
+    # Before the loss, two trials trained at the same time, on both worker nodes.
+    assert study.concurrent_nodes_before >= set(study.initial_workers)
+    # Each trial's results say where its Train worker ran: worker nodes only, at least two of them.
+    final_nodes = {t.last_result["node_id"] for t in study.trials}
+    assert final_nodes <= workers and len(final_nodes) >= 2, final_nodes
+    for trial in study.trials:
+        for attempt in attempts_of(study, trial.trial_id):
+            assert nodes_of(attempt) <= workers, "a Train worker ran on the head"
+    # Trial actors and their Train controllers sit on the head (the "head"
+    # resource), which is not lost with a worker node.
+    for name in ("ImplicitFunc", "TrainController"):
+        assert set(study.before_kill.get(name, [])) == {study.head}, (name, study.before_kill)
+
+
+@pytest.mark.slow
+def test_node_loss_retries_only_the_trials_that_ran_there(study: NodeLossStudy) -> None:
+    numbers = counts(study)
+    print(f"\nnode loss: {json.dumps(numbers)} in {study.seconds:.0f}s")
+    # The trial training on the lost node was interrupted; it, and only it, was restarted (by Ray Train
+    # or by Tune), and it finished on a live node.
+    assert study.interrupted and {t.trial_id for t in study.trials if was_hit(study, t)} == study.interrupted
+    for trial in study.trials:
+        attempts = attempts_of(study, trial.trial_id)
+        assert attempts, f"no Train run recorded for trial {trial.trial_id}"
+        detail = (trial.trial_id, trial.num_failures, [(a["status"], nodes_of(a)) for a in attempts])
+        assert was_restarted(study, trial) == was_hit(study, trial), detail
+        assert trial.last_result["node_id"] != study.victim, detail
+        assert nodes_of(attempts[-1]) and study.victim not in nodes_of(attempts[-1]), detail
+        assert attempts[-1]["status"] == "FINISHED", detail
+    assert numbers["retried"] == numbers["interrupted"] == len(study.interrupted)
+    assert numbers["train_restarts"] + numbers["tune_retries"] >= 1
+    assert numbers["completed"] == numbers["started"] == SAMPLES and numbers["failed"] == 0
+    assert numbers["logged"] == numbers["started"]
+    assert f"udpos: {SAMPLES} trials, {SAMPLES} completed, 0 early-stopped, 0 failed" in study.stdout
+    # The lost capacity came back with the replacement node: no placement group of an interrupted trial
+    # kept a node reserved, so two trials trained at once again.
+    assert len(study.concurrent_nodes_after) >= 2, study.concurrent_nodes_after
+
+
+@pytest.mark.slow
+def test_every_trial_logged_exactly_once_with_a_terminal_status(study: NodeLossStudy) -> None:
+    runs = study.mlflow
+    ids = [run.data.tags["xstilts.trial_id"] for run in runs]
+    assert len(ids) == len(set(ids)) == SAMPLES, ids
+    assert set(ids) == {t.trial_id for t in study.trials}
+    for run in runs:
+        assert run.data.tags["xstilts.status"] == "completed", run.data.tags
+        assert run.info.status == "FINISHED"
+        assert "zero_shot_avg" in run.data.metrics
+
+
+def test_trial_actors_sit_on_the_head_where_there_is_one(tmp_path: Path) -> None:
+    from search.space import load_space
+    from search.tuner import concurrent_trials, trial_driver_resources
+
+    assert trial_driver_resources({"CPU": 2.0}) == {"CPU": 0.01}
+    on_head = trial_driver_resources({"CPU": 2.0, "head": 1.0})
+    assert not on_head.get("CPU") and on_head["head"] > 0
+    path = small_space(tmp_path, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["base"]["scaling"]["cpus_per_worker"] = 1.0
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    space = load_space(str(path))
+    # Two 1-CPU workers fill two 1-CPU nodes when the trials' own actors sit on the head ...
+    assert concurrent_trials(space, {"CPU": 2.0, "head": 1.0}, None) == 2
+    # ... while on one machine each trial's actor also takes a sliver of a CPU.
+    assert concurrent_trials(space, {"CPU": 2.0}, None) == 1
