@@ -419,9 +419,10 @@ def test_trials_train_on_several_worker_nodes_never_on_the_head(study: NodeLossS
     workers = set(study.initial_workers) | {study.replacement}
     # Before the loss, two trials trained at the same time, on both worker nodes.
     assert study.concurrent_nodes_before >= set(study.initial_workers)
-    # Each trial's results say where its Train worker ran: worker nodes only, at least two of them.
+    # Each trial's results say where its Train worker ran: worker nodes only. (Where trials *finish*
+    # after the loss depends on timing, so spreading is asserted on the concurrent trials above.)
     final_nodes = {t.last_result["node_id"] for t in study.trials}
-    assert final_nodes <= workers and len(final_nodes) >= 2, final_nodes
+    assert final_nodes <= workers, final_nodes
     for trial in study.trials:
         for attempt in attempts_of(study, trial.trial_id):
             assert nodes_of(attempt) <= workers, "a Train worker ran on the head"
