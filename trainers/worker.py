@@ -23,6 +23,7 @@ from trainers.encoders import resolve_encoder
 from trainers.engine import init_distributed
 from trainers.keys import FINISHED
 from trainers.runtime import LocalRuntime, RayTrainRuntime, Runtime
+from trainers.tasks import get_task
 
 RESULTS_FILE = "results.json"
 DONE = "done"
@@ -111,7 +112,7 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
         # Tell the driver now, so a trial killed in phase 2 still shows what phase 1 did.
         runtime.report({**metrics, "target_step": 0})
     engine = None
-    if not zero_shot_eval.get_task(config.target.task).is_retrieval:
+    if not get_task(config.target.task).is_retrieval:
         state = _resume_state(checkpoint)
         resume = checkpoint if state.get("phase") == target.PHASE else None
         engine, target_metrics = target.run(runtime, config, encoder_dir, resume)

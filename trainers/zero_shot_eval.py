@@ -16,7 +16,14 @@ import torch
 
 from trainers import _phase, retrieval
 from trainers.config import TransferConfig
-from trainers.data import DataError, available_languages, collate, featurize_texts, load_split
+from trainers.data import (
+    DataError,
+    available_languages,
+    collate,
+    featurize_texts,
+    load_split,
+    resolve_train_task,
+)
 from trainers.evaluation import evaluate
 from trainers.metrics import primary
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
@@ -66,8 +73,6 @@ def _trained(
     runtime: Runtime, config: TransferConfig, task: TaskSpec, engine: Any, encoder_dir: str, langs: list[str]
 ) -> dict[str, float]:
     tokenizer = load_tokenizer(encoder_dir)
-    from trainers.data import resolve_train_task
-
     labels = label_names_for(resolve_train_task(task), config)
     metrics: dict[str, float] = {}
     splits = {"zero_shot": config.evaluation.split, "target_dev": "dev"}
