@@ -189,17 +189,35 @@ def alive_actors(address: str, class_name: str | None = None) -> list[Any]:
 
 
 def train_runs(webui_url: str) -> list[dict[str, Any]]:
-    """Ray Train's record of every Train run (name, attempts, the nodes of each attempt's workers)."""
-    with urllib.request.urlopen(f"http://{webui_url}/api/train/v2/runs/v1", timeout=60) as response:
+    """Ray Train's record of every Train run (name, attempts, the nodes of each attempt's workers).
+
+    With Ray's token authentication on (a local ``ray.init()`` turns it on for its process and children:
+    ``RAY_AUTH_MODE=token``), the dashboard wants the token, as Ray's own clients send it.
+    """
+    from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+
+    request = urllib.request.Request(
+        f"http://{webui_url}/api/train/v2/runs/v1", headers=get_auth_headers_if_auth_enabled({})
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
         return list(json.loads(response.read())["train_runs"])
+
+
+LAST_SEEN: dict[str, Any] = {}
+"""What ``running_trials`` last got from the Train API (runs, or the error), for failure messages."""
 
 
 def running_trials(webui_url: str, nodes: set[str]) -> dict[str, str]:
     """Train run name -> node, for runs whose current attempt is RUNNING with its worker(s) on ``nodes``."""
     try:
         runs = train_runs(webui_url)
-    except (OSError, KeyError, ValueError):  # the Train state actor starts with the first Train run
+    except (OSError, KeyError, ValueError) as error:  # the Train state actor starts with the first Train run
+        LAST_SEEN["train_api"] = repr(error)
         return {}
+    LAST_SEEN["train_api"] = [
+        (run.get("name"), [(a.get("status"), len(a.get("workers", []))) for a in run.get("attempts", [])])
+        for run in runs
+    ]
     found = {}
     for run in runs:
         for attempt in run.get("attempts", []):
@@ -317,7 +335,11 @@ def study(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 if hits:
                     break
                 time.sleep(POLL_S)
-            assert hits and driver.poll() is None, f"the search ended before the node loss:\n{tail(log)}"
+            assert hits and driver.poll() is None, (
+                f"the search ended before the node loss; Train API at {cluster.cluster.webui_url}: "
+                f"{LAST_SEEN.get('train_api')}; checkpoints: {sorted(p.name for p in checkpointed.glob('*/*'))}"
+                f"\n{tail(log, 1500)}"
+            )
             # 2. Lose that node mid-trial; a replacement joins.
             victim = sorted(hits.values())[0]
             cluster.kill_worker(victim)
