@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,56 @@ def ray_address_pinned() -> Iterator[None]:
     finally:
         if previous is None:
             os.environ.pop("RAY_ADDRESS", None)
+
+
+def _sees(path: str, token: str) -> bool:
+    """Run on one node: whether ``path`` there holds ``token`` (the same file the driver wrote)."""
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+def probe_nodes(path: str, token: str) -> dict[str, bool]:
+    """Node id -> whether that node sees ``path`` with ``token`` in it, for every alive node.
+
+    One alive node (a single machine, or a head whose workers the autoscaler has not started yet) is
+    not asked: it is this one.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if sum(1 for node in ray.nodes() if node["Alive"]) < 2:
+        return {}
+    sees = ray.remote(num_cpus=0, max_retries=0)(_sees)
+    refs = {
+        node["NodeID"]: sees.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ).remote(path, token)
+        for node in ray.nodes()
+        if node["Alive"]
+    }
+    return {
+        node: bool(seen) for node, seen in zip(refs, ray.get(list(refs.values()), timeout=300), strict=True)
+    }
+
+
+def nodes_without(directory: str, probe: Callable[[str, str], dict[str, bool]] = probe_nodes) -> list[str]:
+    """The alive Ray nodes that do not see ``directory`` as this process does (empty: it is shared).
+
+    Writes a probe file with a random token into ``directory`` and asks every node to read it back, so
+    a path that exists everywhere but is a different disk on each node (the usual mistake: a local
+    ``~/.cache``) is caught. Nodes that join later (autoscaling) run the same setup commands.
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = root / f".shared-probe-{token}"
+    marker.write_text(token)
+    try:
+        return sorted(node for node, seen in probe(str(marker), token).items() if not seen)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def storage_uri(path: str) -> str:

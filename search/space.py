@@ -358,6 +358,11 @@ class SearchSpace:
         """
         return TransferConfig.from_dict(self._config_dict(params, self.check_target(target)))
 
+    def base_config(self, target: str) -> TransferConfig:
+        """The config of ``target``'s first seeded point (its fixed settings are every trial's)."""
+        points = self.points_for(target)
+        return self.to_transfer_config(points[0] if points else {}, target)
+
     # -- internals -------------------------------------------------------------------------------
 
     def _assign(self, target: str, pick: Callable[[Param], Any]) -> dict[str, Any]:

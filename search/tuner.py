@@ -18,21 +18,22 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
 from search import tracking
-from search.launch import init_ray
+from search.launch import init_ray, nodes_without
+from search.resources import (
+    ResourceError,
+    check_resources,
+    concurrent_trials,
+    current_reach,
+    trial_driver_resources,
+)
 from search.space import DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
-from trainers.config import ConfigError, TransferConfig, flatten
+from trainers.config import ConfigError, flatten
 from trainers.keys import FINISHED
 
 EXPERIMENT_PREFIX = "xstilts"
 TRIAL_RETRIES = 2
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
-TRIAL_DRIVER_CPUS = 0.01
-"""What a trial's own actor requests on a cluster without a ``head`` resource (one machine)."""
-HEAD_RESOURCE = "head"
-"""The custom resource a cluster's head advertises (cluster.yaml): trials' own actors pin to it."""
-TRIAL_DRIVER_HEAD = 0.001
-"""A trial actor's share of ``head`` (a thousand trials at once)."""
 
 
 class SearchError(RuntimeError):
@@ -79,63 +80,6 @@ def _local_root(storage: str) -> Path:
     if "://" in storage:
         return Path("~/.xstilts").expanduser()
     return Path(storage).expanduser().resolve()
-
-
-def base_config(space: SearchSpace, target: str) -> TransferConfig:
-    """The config of the study's first seeded point (its fixed settings are every trial's)."""
-    points = space.points_for(target)
-    return space.to_transfer_config(points[0] if points else {}, target)
-
-
-def trial_resources(space: SearchSpace) -> dict[str, float]:
-    """CPUs and GPUs one trial's Train job needs."""
-    scaling = base_config(space, space.targets[0]).scaling
-    return {
-        "CPU": scaling.num_workers * scaling.cpus_per_worker,
-        "GPU": float(scaling.num_workers if scaling.use_gpu else 0),
-    }
-
-
-def concurrent_trials(space: SearchSpace, cluster: dict[str, float], override: int | None) -> int:
-    """How many trials fit on the cluster at once (on GPUs if trials use them, else on CPUs)."""
-    if override is not None:
-        return override
-    if space.tuner.max_concurrent_trials is not None:
-        return space.tuner.max_concurrent_trials
-    need = trial_resources(space)
-    if need["GPU"]:
-        return max(1, int(cluster.get("GPU", 0) // need["GPU"]))
-    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs (none where it sits on the head).
-    driver_cpus = trial_driver_resources(cluster).get("CPU", 0.0)
-    return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + driver_cpus)))
-
-
-def trial_driver_resources(cluster: dict[str, float]) -> dict[str, float]:
-    """What each trial's own actor requests (it only waits on its Train job; Train's controller joins it).
-
-    On a cluster whose head advertises the ``head`` resource (cluster.yaml, cluster.local.yaml) these run
-    on the head, which is never preempted, so a lost worker node only takes Train workers with it and Train
-    restarts them elsewhere. A trial actor on a worker node would die with that node and take its Train
-    controller along; if that happens while the job's workers are starting, Ray Train has not yet handed
-    the job's placement group to its cleaner and the group stays reserved until the search ends. Without
-    a ``head`` resource (a single machine): a sliver of a CPU.
-    """
-    if cluster.get(HEAD_RESOURCE, 0.0) > 0:
-        return {"CPU": 0.0, HEAD_RESOURCE: TRIAL_DRIVER_HEAD}
-    return {"CPU": TRIAL_DRIVER_CPUS}
-
-
-def check_resources(space: SearchSpace, cluster: dict[str, float]) -> None:
-    """A trial must fit on what the cluster can reach (autoscaling clusters set XSTILTS_AUTOSCALING=1)."""
-    if os.environ.get("XSTILTS_AUTOSCALING") == "1":
-        return
-    need = trial_resources(space)
-    for kind in ("GPU", "CPU"):
-        if need[kind] > cluster.get(kind, 0.0):
-            raise SearchError(
-                f"a trial needs {need[kind]:g} {kind}s (scaling.num_workers x per-worker) but the cluster has "
-                f"{cluster.get(kind, 0.0):g}; lower scaling.num_workers or add nodes"
-            )
 
 
 def preflight_space(space: SearchSpace) -> None:
@@ -233,7 +177,6 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
 
 def run_search(options: SearchOptions) -> list[StudyOutcome]:
     """Run (or resume) every target's study; return what each found."""
-    import ray
     from ray import tune
 
     space = load_space(options.space)
@@ -257,16 +200,30 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         )
     local_root.mkdir(parents=True, exist_ok=True)
     cache_root = options.cache_root or str(
-        Path(base_config(space, targets[0]).data.cache_dir).expanduser() / "intermediate"
+        Path(space.base_config(targets[0]).data.cache_dir).expanduser() / "intermediate"
     )
+    if "://" in cache_root:
+        raise SearchError(
+            f"--cache-root {cache_root}: the cache needs a POSIX directory (a shared mount), not a URI"
+        )
     # Trials also report before their target phase (what phase 1 did), without the target metric yet.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     # Snapshot the experiment often, so that after an interruption few finished trials look unfinished
     # (those that do are re-run from their final checkpoint: no training, nothing logged twice).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     init_ray()
-    cluster = ray.cluster_resources()
-    check_resources(space, cluster)
+    reach = current_reach()
+    try:
+        check_resources(space, reach)
+    except ResourceError as error:
+        raise SearchError(str(error)) from None
+    missing = nodes_without(cache_root)
+    if missing:
+        raise SearchError(
+            f"the intermediate-checkpoint cache {cache_root} is not shared: {len(missing)} of the cluster's "
+            f"nodes do not see it; mount one directory on every node (EFS, NFS) and pass it as "
+            "--cache-root or XSTILTS_CACHE"
+        )
     experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
     parent = tracking.parent_run(
         uri, experiment, name, {"space": options.space, "targets": ",".join(targets)}
@@ -283,7 +240,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         # The trial function only waits on its Train job, whose workers hold the real resources; Tune
         # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, settings=settings), trial_driver_resources(cluster)
+            tune.with_parameters(run_trial, settings=settings), trial_driver_resources(reach.total)
         )
         path = f"{storage}/{name}/{target}"
 
@@ -306,7 +263,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     num_samples=space.tuner.num_samples,
                     metric=space.tuner.metric,
                     mode=space.tuner.mode,
-                    max_concurrent_trials=concurrent_trials(space, cluster, options.max_concurrent_trials),
+                    max_concurrent_trials=concurrent_trials(
+                        space, reach.total, options.max_concurrent_trials
+                    ),
                 ),
                 run_config=tune.RunConfig(
                     name=target,

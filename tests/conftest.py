@@ -22,6 +22,22 @@ PROCESS_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_
 QA_TASKS = frozenset({"xquad", "mlqa", "tydiqa", "squad_v1", "squad_v2"})
 
 
+@pytest.fixture(autouse=True)
+def _ray_auth_mode_stays_put() -> Any:
+    """Undo what a local ``ray.init()`` in this process does to its environment: ``RAY_AUTH_MODE=token``.
+
+    Ray 2.60 turns token authentication on for a new local cluster by setting that variable in the
+    process that called ``ray.init()``; every process started later would inherit it and refuse a cluster
+    whose token it does not have (a search launched with another ``HOME``) or be refused by the dashboard.
+    """
+    before = os.environ.get("RAY_AUTH_MODE")
+    yield
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide ``data.cache_dir`` with the miniature and the tiny encoder already built in it."""

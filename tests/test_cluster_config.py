@@ -164,8 +164,10 @@ def test_aws_gpu_worker_types() -> None:
     for name, node_type in workers.items():
         assert node_type["resources"].get("CPU", 0) > 0, name
         assert 0 <= node_type["min_workers"] <= node_type["max_workers"] <= config["max_workers"], name
-        # The head's database starts from the global initialization_commands; workers must opt out.
-        assert node_type.get("initialization_commands") == [], name
+        # The head's database starts from the global initialization_commands; workers run only the
+        # shared-filesystem mount of that list.
+        assert node_type.get("initialization_commands") == config["initialization_commands"][:1], name
+        assert not any("docker" in cmd for cmd in node_type["initialization_commands"]), name
         assert "IamInstanceProfile" in node_type["node_config"], f"{name} cannot write to the bucket"
     spot = [
         k
@@ -174,6 +176,32 @@ def test_aws_gpu_worker_types() -> None:
     ]
     assert spot, "at least one worker type should run on spot"
     assert sum(v["min_workers"] for v in workers.values()) <= config["max_workers"]
+
+
+def exported(config: dict[str, Any], name: str) -> str:
+    """The value setup_commands export for environment variable ``name`` on every node."""
+    for cmd in config["setup_commands"]:
+        found = re.search(rf"'{name}=([^']+)'", cmd)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"setup_commands export no {name}")
+
+
+def test_aws_cache_is_on_the_shared_filesystem_of_every_node() -> None:
+    config = ray_validate(load(AWS))
+    cache = exported(config, "XSTILTS_CACHE")
+    mount = config["initialization_commands"][0]
+    mountpoint = re.search(r"sudo mount -t nfs4 .* (/\S+);", mount)
+    assert mountpoint, mount
+    assert cache.startswith(mountpoint.group(1) + "/"), (cache, mount)
+    # The containers see the host's mount at the same path.
+    assert f"-v {mountpoint.group(1)}:{mountpoint.group(1)}" in config["docker"]["run_options"]
+    assert exported(config, "XSTILTS_STORAGE").startswith("s3://")
+
+
+def test_local_cache_is_a_path_not_a_uri() -> None:
+    config = ray_validate(load(LOCAL))
+    assert exported(config, "XSTILTS_CACHE").startswith("/")
 
 
 def test_local_head_runs_no_training() -> None:

@@ -14,7 +14,7 @@ from trainers.config import DeepSpeedConfig, PhaseConfig
 from trainers.data import collate
 from trainers.encoders import resolve_encoder
 from trainers.engine import build_engine, init_distributed
-from trainers.modeling import FreezeError, HeadSpec, TransferModel, count_parameters
+from trainers.modeling import FreezeError, HeadSpec, TransferModel, count_parameters, encoder_layers
 from trainers.prepare import label_names_for, load_tokenizer, train_features
 from trainers.tasks import get_task
 
@@ -118,7 +118,7 @@ def test_trainable_count_drops_monotonically_with_depth(encoder_dir: str, heads:
     assert len({count[1] for count in counts}) == 1  # the total does not depend on freezing
     # Each extra layer frozen removes exactly that layer's parameters.
     model = build_model(encoder_dir, heads, 0, seed=0)
-    layer_1 = sum(p.numel() for p in model.encoder.encoder.layer[1].parameters())
+    layer_1 = sum(p.numel() for p in encoder_layers(model.encoder)[1][1].parameters())
     assert trainable[1] - trainable[2] == layer_1
 
 

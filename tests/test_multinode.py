@@ -2,7 +2,7 @@
 
 The cluster is ``ray.cluster_utils.Cluster`` on this machine, laid out like ``cluster.yaml``: a head that
 advertises ``{"CPU": 0, "head": 1}`` (no training lands there; the search driver, each trial's own actor
-and its Ray Train controller do: ``search.tuner.trial_driver_resources``) and two worker nodes with one
+and its Ray Train controller do: ``search.resources.trial_driver_resources``) and two worker nodes with one
 CPU each, so each node holds one trial's Train worker (``scaling.cpus_per_worker`` 0.95) and two trials
 run at once, one per node. The search driver is ``python search/main.py`` in its own process, joined to
 the cluster through ``RAY_ADDRESS``.
@@ -515,8 +515,8 @@ def test_every_trial_logged_exactly_once_with_a_terminal_status(study: NodeLossS
 
 
 def test_trial_actors_sit_on_the_head_where_there_is_one(tmp_path: Path) -> None:
+    from search.resources import concurrent_trials, trial_driver_resources
     from search.space import load_space
-    from search.tuner import concurrent_trials, trial_driver_resources
 
     assert trial_driver_resources({"CPU": 2.0}) == {"CPU": 0.01}
     on_head = trial_driver_resources({"CPU": 2.0, "head": 1.0})

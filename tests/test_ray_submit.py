@@ -270,6 +270,11 @@ def test_head_command_runs_a_search_from_outside_the_checkout(
         ["bash", "-c", probe], cwd=home, env={**os.environ, "HOME": str(home)}, capture_output=True, text=True
     )
     assert seen.stdout.strip().endswith("/xstilts") and seen.stdout.strip().startswith("s3://"), seen
+    _, probe = head_commands("printenv XSTILTS_CACHE", str(home), monkeypatch)
+    seen = subprocess.run(
+        ["bash", "-c", probe], cwd=home, env={**os.environ, "HOME": str(home)}, capture_output=True, text=True
+    )
+    assert seen.stdout.strip() == "/mnt/xstilts-shared/cache", seen  # the EFS mount of every node
     # `ray submit` uploads search/main.py as ~/main.py: outside the checkout, next to nothing of it.
     args_for_xtreme = ["--space", "spaces/xtreme.yaml"]
     upload = ray_submit(["submit", "cluster.yaml", "search/main.py", "--", *args_for_xtreme], monkeypatch)
@@ -292,7 +297,8 @@ def test_head_command_runs_a_search_from_outside_the_checkout(
     space = small_space(home, cache_dir, name="submitted", samples=2)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     args = ["--space", space.name, "--name", "submitted", "--storage", str(tmp_path / "storage")]
-    args += ["--tracking-uri", uri]
+    # The cluster's XSTILTS_CACHE is an EFS mount this machine lacks: a local directory stands in for it.
+    args += ["--tracking-uri", uri, "--cache-root", str(tmp_path / "shared-cache")]
     run = ray_submit(["submit", "cluster.yaml", "search/main.py", "--", *args], monkeypatch).commands[0]
     _, inside = head_commands(run["cmd"], str(home), monkeypatch)
     monkeypatch.chdir(tmp_path)
@@ -304,10 +310,10 @@ def test_head_command_runs_a_search_from_outside_the_checkout(
         env.pop("RAY_ADDRESS", None)  # found as on a head: ray.init() reads the address file of RAY_TMPDIR
         log = tmp_path / "driver.log"
         with log.open("w") as out:
-            result = subprocess.run(
+            driver = subprocess.run(
                 ["bash", "-c", inside], cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=420
             )
-        assert result.returncode == 0, tail(log)
+        assert driver.returncode == 0, tail(log)
         ray.init(address=cluster.address, log_to_driver=False)
         from ray.tune import ExperimentAnalysis
 

@@ -144,6 +144,7 @@ def test_search_logs_one_parent_and_a_child_per_trial(world: dict[str, Any]) -> 
     assert len(runs) == SAMPLES
     client = MlflowClient(tracking_uri=world["uri"])
     experiment = client.get_experiment_by_name("xstilts-a")
+    assert experiment is not None
     parents = client.search_runs([experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'search'")
     assert len(parents) == 1
     assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {parents[0].info.run_id}

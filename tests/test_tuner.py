@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from search import tracking
+from search.launch import nodes_without
+from search.resources import (
+    Reach,
+    ResourceError,
+    autoscaling_config,
+    check_resources,
+    cluster_reach,
+    concurrent_trials,
+    trial_resources,
+)
 from search.space import load_space
-from search.tuner import SearchError, check_resources, concurrent_trials, trial_resources
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_trial_resources_follow_the_base_scaling() -> None:
     assert trial_resources(load_space("demo")) == {"CPU": 0.95, "GPU": 0.0}
-    assert trial_resources(load_space("xtreme"))["GPU"] >= 1
+    assert trial_resources(load_space("xtreme")) == {"CPU": 16.0, "GPU": 4.0}
 
 
 def test_concurrency_counts_each_trial_driver_beside_its_workers() -> None:
@@ -27,16 +40,88 @@ def test_concurrency_counts_each_trial_driver_beside_its_workers() -> None:
     assert concurrent_trials(xtreme, {"CPU": 64.0, "GPU": 4 * per_trial}, None) == 4
 
 
-def test_a_trial_bigger_than_the_cluster_is_an_error_before_any_trial(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("XSTILTS_AUTOSCALING", raising=False)
-    with pytest.raises(SearchError, match="GPU"):
-        check_resources(load_space("xtreme"), {"CPU": 64.0, "GPU": 1.0})
-    check_resources(load_space("demo"), {"CPU": 2.0})
-    # On an autoscaling cluster the nodes do not exist yet: trust the launcher's config.
-    monkeypatch.setenv("XSTILTS_AUTOSCALING", "1")
-    check_resources(load_space("xtreme"), {"CPU": 0.0})
+def test_a_trial_bigger_than_the_cluster_is_an_error_before_any_trial() -> None:
+    with pytest.raises(ResourceError, match=r"needs 4 GPUs .* has 1"):
+        check_resources(load_space("xtreme"), cluster_reach([{"CPU": 64.0, "GPU": 1.0}]))
+    check_resources(load_space("demo"), cluster_reach([{"CPU": 2.0}]))
+    # Enough CPUs in all, but a 4-CPU worker fits on no 2-CPU node.
+    many = [{"CPU": 2.0, "GPU": 4.0}] * 8
+    with pytest.raises(ResourceError, match="on one node"):
+        check_resources(load_space("xtreme"), cluster_reach(many))
+    check_resources(load_space("xtreme"), cluster_reach([{"CPU": 16.0, "GPU": 4.0}]))
+
+
+def launcher_config(name: str) -> dict:
+    """A cluster file as ``ray up`` leaves it on the head (Ray's own defaults merged in)."""
+    from ray.autoscaler._private.util import prepare_config
+
+    return dict(prepare_config(yaml.safe_load((ROOT / name).read_text())))
+
+
+def test_an_autoscaling_cluster_reaches_what_its_node_types_allow() -> None:
+    config = launcher_config("cluster.yaml")
+    head_only = [{"CPU": 0.0, "GPU": 0.0, "head": 1.0, "memory": 1e10}]
+    # With no live GPU node the plain check would refuse xtreme and run one trial at a time.
+    with pytest.raises(ResourceError):
+        check_resources(load_space("xtreme"), cluster_reach(head_only))
+    reach = cluster_reach(head_only, config)
+    assert reach.autoscaling
+    # What the file says the autoscaler may start: the largest types first, at most max_workers nodes.
+    types = [
+        spec for name, spec in config["available_node_types"].items() if name != config["head_node_type"]
+    ]
+    types.sort(key=lambda spec: spec["resources"].get("GPU", 0), reverse=True)
+    left, gpus = config["max_workers"], 0.0
+    for spec in types:
+        used = min(spec["max_workers"], left)
+        gpus, left = gpus + used * spec["resources"]["GPU"], left - used
+    assert reach.total["GPU"] == gpus > 0
+    xtreme = load_space("xtreme")
+    check_resources(xtreme, reach)
+    assert (
+        concurrent_trials(xtreme, reach.total, None) == xtreme.tuner.max_concurrent_trials
+    )  # the space's cap
+    uncapped = dataclasses.replace(
+        xtreme, tuner=dataclasses.replace(xtreme.tuner, max_concurrent_trials=None)
+    )
+    assert concurrent_trials(uncapped, reach.total, None) == int(gpus // 4)
+    # Nodes already up count toward the same maximum: the reach does not grow past it.
+    running = [*head_only, types[0]["resources"]]
+    assert cluster_reach(running, config).total["GPU"] == gpus
+    # A cap of one worker node: only the largest type's single node.
+    capped = {**config, "max_workers": 1}
+    assert cluster_reach(head_only, capped).total["GPU"] == types[0]["resources"]["GPU"]
+
+
+def test_the_launcher_config_is_found_on_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XSTILTS_AUTOSCALING_CONFIG", raising=False)
+    assert autoscaling_config() is None  # a plain machine
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(launcher_config("cluster.yaml")))
+    found = autoscaling_config()
+    assert found is not None and found["cluster_name"] == "xstilts"
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(launcher_config("cluster.local.yaml")))
+    monkeypatch.setenv("XSTILTS_AUTOSCALING_CONFIG", str(other))
+    assert autoscaling_config()["cluster_name"] == "xstilts-local"  # type: ignore[index]
+
+
+def test_a_cache_some_node_does_not_see_is_found(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def probe(path: str, token: str) -> dict[str, bool]:
+        seen.append(path)
+        assert Path(path).read_text() == token  # the driver wrote the probe file before asking
+        return {"head": True, "worker-a": True, "worker-b": False}
+
+    assert nodes_without(str(tmp_path / "cache"), probe) == ["worker-b"]
+    assert nodes_without(str(tmp_path / "cache"), lambda path, token: {"head": True}) == []
+    assert not Path(seen[0]).exists() and not list((tmp_path / "cache").iterdir())  # probe file removed
+
+
+def test_reach_without_a_launcher_config_is_what_is_alive() -> None:
+    reach = cluster_reach([{"CPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}])
+    assert reach == Reach({"CPU": 3.0, "GPU": 1.0}, [{"CPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}])
 
 
 def test_unreachable_tracking_server_is_one_clear_error() -> None:

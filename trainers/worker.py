@@ -71,6 +71,11 @@ def _intermediate_encoder(
     key = intermediate_key(config)
     cache = CheckpointCache(plan.cache_root)
     found = Path(plan.reuse_dir) if plan.reuse_dir else cache.lookup(key)
+    if found is not None and not found.is_dir():
+        raise FileNotFoundError(
+            f"the cached intermediate checkpoint {found} is not visible on this node: the cache root "
+            f"{plan.cache_root} must be one directory every node mounts (--cache-root / XSTILTS_CACHE)"
+        )
     metrics["intermediate_reused"] = float(found is not None)
     if found is not None:
         return str(found)
