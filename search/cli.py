@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_RUN_CONFIG = "defaults/run.yaml"
+
+
+def options_from(cls: type[T], args: argparse.Namespace) -> T:
+    """The options dataclass ``cls`` of a subcommand, filled from the parsed arguments of the same names."""
+    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{name: value for name, value in vars(args).items() if name in names})
 
 
 def _load_run_config(path: str | None, overrides: list[str]) -> object:
@@ -40,16 +49,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search and print the best trial of each target."""
     from search.tuner import SearchOptions, run_search
 
-    options = SearchOptions(
-        space=args.space,
-        name=args.name,
-        resume=args.resume,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        cache_root=args.cache_root,
-        max_concurrent_trials=args.max_concurrent_trials,
-        targets=args.target,
-    )
+    options = options_from(SearchOptions, args)
     outcomes = run_search(options)
     print(search_summary(outcomes, options))
     return 0
@@ -108,18 +108,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     """Pick each target's best completed trial, write best_configs/<target>.yaml, log the selection."""
     from search.select import SelectOptions, format_selection, select
 
-    options = SelectOptions(
-        search=args.search,
-        criterion=args.criterion,
-        confirm=args.confirm,
-        seeds=args.seeds,
-        tracking_uri=args.tracking_uri,
-        out=args.out,
-        targets=args.target,
-        backend=args.backend,
-        storage=args.storage,
-    )
-    print(format_selection(select(options)))
+    print(format_selection(select(options_from(SelectOptions, args))))
     return 0
 
 
@@ -127,15 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the search's plots and Markdown summary and log them to MLflow."""
     from search.report import ReportOptions, format_report, report
 
-    options = ReportOptions(
-        search=args.search,
-        out=args.out,
-        tracking_uri=args.tracking_uri,
-        storage=args.storage,
-        pick=args.pick,
-        log=not args.no_log,
-    )
-    print(format_report(report(options)))
+    print(format_report(report(options_from(ReportOptions, args))))
     return 0
 
 
@@ -172,7 +153,14 @@ def add_select_parser(commands: Any) -> None:
     select.add_argument(
         "--out", default="best_configs", help="directory of the best configs (default: best_configs)"
     )
-    select.add_argument("--target", action="append", default=[], help="only this target (repeatable)")
+    select.add_argument(
+        "--target",
+        dest="targets",
+        metavar="TARGET",
+        action="append",
+        default=[],
+        help="only this target (repeatable)",
+    )
     select.add_argument(
         "--backend", choices=("ray", "local"), default="ray", help="how --confirm re-runs (default: ray)"
     )
@@ -201,7 +189,9 @@ def add_report_parser(commands: Any) -> None:
         default="zero_shot_avg",
         help="how the heatmap picks the best trial of a cell (default: by zero_shot_avg itself)",
     )
-    report.add_argument("--no-log", action="store_true", help="write the files only, do not log to MLflow")
+    report.add_argument(
+        "--no-log", dest="log", action="store_false", help="write the files only, do not log to MLflow"
+    )
     report.set_defaults(func=cmd_report)
 
 
@@ -256,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrent-trials", type=int, help="override the value derived from the cluster"
     )
     search.add_argument(
-        "--target", action="append", default=[], help="only this target of the space (repeatable)"
+        "--target",
+        dest="targets",
+        metavar="TARGET",
+        action="append",
+        default=[],
+        help="only this target of the space (repeatable)",
     )
     search.set_defaults(func=cmd_search)
 

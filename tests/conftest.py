@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from studies import PROCESS_GROUP_ENV
 
 from trainers.config import TransferConfig, apply_overrides
-
-# Variables that name a process group. ``init_distributed`` sets them in the test process (once, for the
-# in-process pipeline tests); a child process must not inherit them or it would try to join that group.
-PROCESS_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 
 QA_TASKS = frozenset({"xquad", "mlqa", "tydiqa", "squad_v1", "squad_v2"})
 

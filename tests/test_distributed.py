@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from studies import PROCESS_GROUP_ENV
 
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
 from trainers.worker import Plan, run_local
-
-# Set in this process by earlier in-process runs (``init_distributed``); Ray workers must not inherit them.
-PROCESS_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 
 
 @pytest.fixture

@@ -11,23 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import free_port, server
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = REPO / "mlflow" / "start_local.sh"
 SHARED = REPO / "mlflow" / "start_shared.sh"
-HEALTH_TIMEOUT_S = 60
 # The bin directory of this interpreter, so the scripts find the `mlflow` of the tested install.
 PY_BIN = str(Path(sys.executable).parent)
 
@@ -286,59 +282,6 @@ def test_shared_rejects_overriding_its_own_options(tmp_path: Path, fake_bin: str
 
 
 # --------------------------------------------------------------------------- real servers (slow)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.25)
-    pytest.fail(f"no /health after {HEALTH_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and everything it spawned (uvicorn workers) through its process group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    # Children may outlive the leader for a moment; make sure none is left.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def server(script: Path, args: list[str], env: dict[str, str], cwd: Path, url: str) -> Iterator[Path]:
-    log = cwd / f"{script.stem}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["bash", str(script), *args],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(proc, url, log)
-        yield log
-    finally:
-        stop_group(proc)
 
 
 def log_a_run(url: str, monkeypatch: pytest.MonkeyPatch) -> str:

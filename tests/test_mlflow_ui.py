@@ -12,11 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,10 +21,10 @@ from typing import Any
 
 import pytest
 from fake_search import demo_trials, log_search
+from servers import free_port, server
 
 REPO = Path(__file__).resolve().parents[1]
 START_LOCAL = REPO / "mlflow" / "start_local.sh"
-HEALTH_TIMEOUT_S = 90
 UI_TIMEOUT_MS = 90_000
 CHROMIUM_ARGS = [
     "--headless",
@@ -56,18 +52,11 @@ def chromium_path() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def tracking_server(tmp_path: Path) -> Iterator[str]:
     """mlflow/start_local.sh on a free loopback port with a temporary store; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     args = [
@@ -78,45 +67,8 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         "--artifacts-destination",
         str(tmp_path / "store" / "artifacts"),
     ]
-    with log.open("wb") as out:
-        # Its own session, so the server and its uvicorn workers stop together.
-        proc = subprocess.Popen(
-            ["bash", str(START_LOCAL), *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(proc, url, log)
+    with server(START_LOCAL, args, env, tmp_path, url):
         yield url
-    finally:
-        stop_group(proc)
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.25)
-    pytest.fail(f"no /health after {HEALTH_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (SIGKILL if it lingers)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def runs_url(url: str, experiment_id: str) -> str:

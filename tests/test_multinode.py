@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -48,8 +47,8 @@ from typing import Any
 
 import pytest
 import yaml
+from studies import driver_env, search_command, tail, tiny_study, trial_runs
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 4
 TARGET_STEPS = 24
 DRIVER_TIMEOUT_S = 480.0
@@ -58,53 +57,18 @@ POLL_S = 0.25
 
 def small_space(directory: Path, cache_dir: Path, name: str = "multinode", samples: int = SAMPLES) -> Path:
     """A udpos study on the tiny encoder: none vs ccg as intermediate task, every trial to its full budget."""
-    space = {
-        "name": name,
-        "targets": ["udpos"],
-        "base": {
-            "model": {"name_or_path": "tiny", "max_seq_length": 48, "doc_stride": 16},
-            "data": {
-                "source": "miniature",
-                "cache_dir": str(cache_dir),
-                "max_train_examples": 64,
-                "max_eval_examples": 16,
-            },
-            # One Train worker per trial, sized so that one fits on a 1-CPU node next to nothing else.
-            "scaling": {"num_workers": 1, "cpus_per_worker": 0.95},
-            "intermediate": {"batch_size": 8, "max_steps": 4},
-            # A checkpoint every 2 steps: the test kills a node as soon as a trial there reported one, and the
-            # trial still has most of its steps (and checkpoints) ahead of it.
-            "target": {"batch_size": 8, "max_steps": TARGET_STEPS, "eval_every": 8, "checkpoint_every": 2},
-            "evaluation": {"languages": ["en", "de"]},
-        },
-        "search": {
-            "intermediate_task": {"type": "categorical", "choices": ["none", "ccg"]},
-            "intermediate.learning_rate": {
-                "type": "categorical",
-                "choices": [1.0e-3],
-                "when": {"intermediate_task": {"not": "none"}},
-            },
-            "target.learning_rate": {"type": "float", "low": 1.0e-4, "high": 3.0e-3, "log": True},
-        },
-        "points_to_evaluate": [
-            {"intermediate_task": "none", "target.learning_rate": 1.0e-3},
-            {
-                "intermediate_task": "ccg",
-                "intermediate.learning_rate": 1.0e-3,
-                "target.learning_rate": 1.0e-3,
-            },
-        ],
-        "tuner": {
-            "num_samples": samples,
-            "metric": "en_dev",
-            # FIFO: no early stopping, so "completed" means the whole budget for every trial.
-            "scheduler": {"type": "fifo"},
-            "sampler_seed": 0,
-        },
-    }
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
+    return tiny_study(
+        directory,
+        cache_dir,
+        name=name,
+        samples=samples,
+        # A checkpoint every 2 steps: the test kills a node as soon as a trial there reported one, and the
+        # trial still has most of its steps (and checkpoints) ahead of it.
+        target={"max_steps": TARGET_STEPS, "eval_every": 8, "checkpoint_every": 2},
+        # FIFO: no early stopping, so "completed" means the whole budget for every trial.
+        scheduler={"type": "fifo"},
+        languages=["en", "de"],
+    )
 
 
 @dataclass
@@ -227,34 +191,6 @@ def running_trials(webui_url: str, nodes: set[str]) -> dict[str, str]:
     return found
 
 
-def trial_runs(uri: str, name: str) -> list[Any]:
-    """The MLflow child runs of search ``name``."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(f"xstilts-{name}")
-    if experiment is None:
-        return []
-    return list(
-        client.search_runs(
-            [experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'trial'", max_results=1000
-        )
-    )
-
-
-def driver_env() -> dict[str, str]:
-    """The search driver's environment: this one's, minus any process-group variables of in-process tests."""
-    skip = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}
-    env = {key: value for key, value in os.environ.items() if key not in skip}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return text[-chars:]
-
-
 @dataclass
 class NodeLossStudy:
     """What the module's study saw: the cluster's nodes, the kill, and the outcome."""
@@ -294,18 +230,7 @@ def study(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         import ray
 
         initial = list(cluster.workers)
-        command = [
-            sys.executable,
-            str(ROOT / "search" / "main.py"),
-            "--space",
-            str(space),
-            "--name",
-            "mn",
-            "--storage",
-            str(storage),
-            "--tracking-uri",
-            uri,
-        ]
+        command = search_command(space, "mn", storage, uri)
         with log.open("w") as out:
             driver = subprocess.Popen(
                 command,

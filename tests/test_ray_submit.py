@@ -245,7 +245,8 @@ def home_setup_commands(config: dict[str, Any]) -> list[str]:
 def test_head_command_runs_a_search_from_outside_the_checkout(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_multinode import driver_env, local_cluster, small_space, tail, trial_runs
+    from studies import driver_env, tail, trial_runs
+    from test_multinode import local_cluster, small_space
 
     started = time.perf_counter()
     # The head's home: the image's .bashrc (Python on PATH), the project mounted at ~/xstilts.

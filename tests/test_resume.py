@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,47 +72,65 @@ def _run_until_checkpoint(
     return int(state["step"])
 
 
-def _rerun(command: list[str], env: dict[str, str], log: Path) -> None:
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    log.write_text(result.stdout + result.stderr)
-    assert result.returncode == 0, result.stderr[-3000:]
+@dataclass
+class KilledRun:
+    """A ``python -m trainers`` run SIGKILLed once it had checkpointed one phase."""
+
+    config: Any
+    command: list[str]
+    killed_at: int
+    """The step of the checkpoint the killed run left."""
+    first_lines: list[dict[str, Any]]
+    """What the killed run reported (``metrics.jsonl``)."""
+
+    @property
+    def cache(self) -> CheckpointCache:
+        return CheckpointCache(Path(self.config.data.cache_dir) / "intermediate")
+
+    def rerun(self, env: dict[str, str], log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run the same command to the end: its results and what it reported (after the killed run's)."""
+        result = subprocess.run(self.command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        log.write_text(result.stdout + result.stderr)
+        assert result.returncode == 0, result.stderr[-3000:]
+        output_dir = Path(self.config.output_dir)
+        results = json.loads((output_dir / "results.json").read_text())
+        return results, _read_jsonl(output_dir / "metrics.jsonl")[len(self.first_lines) :]
 
 
-def _command(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "trainers", "--config", str(config_path)]
+def _kill_in(
+    phase: str,
+    tiny_config: Any,
+    env: dict[str, str],
+    tmp_path: Path,
+    intermediate: str,
+    seed: int,
+    total: int,
+) -> KilledRun:
+    """Run pawsx with ``intermediate``, ``phase`` checkpointing every EVERY of ``total`` steps (the other
+    phase 3 steps), and kill it at its first ``phase`` checkpoint. ``seed`` gives the intermediate
+    checkpoint a key of its own: no other test publishes it."""
+    other = "target" if phase == "intermediate" else "intermediate"
+    overrides = [f"{phase}.checkpoint_every={EVERY}", f"{phase}.max_steps={total}", f"{other}.max_steps=3"]
+    config = tiny_config(tmp_path / "run", "pawsx", [intermediate], [*overrides, f"seed={seed}"])
+    config_path = tmp_path / "config.yaml"
+    config.save(config_path)
+    command = [sys.executable, "-m", "trainers", "--config", str(config_path)]
+    killed_at = _run_until_checkpoint(command, env, Path(config.output_dir), phase, tmp_path / "first.log")
+    assert 0 < killed_at < total and killed_at % EVERY == 0
+    return KilledRun(config, command, killed_at, _read_jsonl(Path(config.output_dir) / "metrics.jsonl"))
 
 
 def test_target_phase_resumes_from_its_checkpoint(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:
-    output_dir = tmp_path / "run"
     total = 40
-    config = tiny_config(
-        output_dir,
-        "pawsx",
-        ["qqp"],
-        [
-            f"target.checkpoint_every={EVERY}",
-            f"target.max_steps={total}",
-            "intermediate.max_steps=3",
-            "seed=11",  # a key of its own: no other test publishes this intermediate checkpoint
-        ],
-    )
-    config_path = tmp_path / "config.yaml"
-    config.save(config_path)
-    command = _command(config_path)
+    run = _kill_in("target", tiny_config, child_env, tmp_path, "qqp", seed=11, total=total)
+    killed_at = run.killed_at
+    assert run.first_lines[0]["intermediate_reused"] == 0.0  # the first run trained phase 1 and published it
+    (entry,) = [e for e in run.cache.entries() if e["key_fields"]["seed"] == 11]
 
-    killed_at = _run_until_checkpoint(command, child_env, output_dir, "target", tmp_path / "first.log")
-    assert 0 < killed_at < total and killed_at % EVERY == 0
-    first_lines = _read_jsonl(output_dir / "metrics.jsonl")
-    assert first_lines[0]["intermediate_reused"] == 0.0  # the first run trained phase 1 and published it
-    entries = CheckpointCache(Path(config.data.cache_dir) / "intermediate").entries()
-    (entry,) = [e for e in entries if e["key_fields"]["seed"] == 11]
+    results, second_lines = run.rerun(child_env, tmp_path / "second.log")
 
-    _rerun(command, child_env, tmp_path / "second.log")
-
-    results = json.loads((output_dir / "results.json").read_text())
-    second_lines = _read_jsonl(output_dir / "metrics.jsonl")[len(first_lines) :]
     # Phase 1 came from the cache: not retrained.
     assert second_lines[0]["intermediate_reused"] == 1.0 and second_lines[0]["target_step"] == 0
     assert results["intermediate_reused"] == 1.0
@@ -124,44 +143,20 @@ def test_target_phase_resumes_from_its_checkpoint(
     assert results["target_step"] == total and results["finished"] == 1.0
     assert {"zero_shot/en", "zero_shot/de", "zero_shot/es"} <= set(results)
     # The cache entry is the one the first run published.
-    (again,) = [
-        e
-        for e in CheckpointCache(Path(config.data.cache_dir) / "intermediate").entries()
-        if e["key"] == entry["key"]
-    ]
+    (again,) = [e for e in run.cache.entries() if e["key"] == entry["key"]]
     assert again["published_at"] == entry["published_at"]
 
 
 def test_intermediate_phase_resumes_from_its_checkpoint(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:
-    output_dir = tmp_path / "run"
     total = 40
-    config = tiny_config(
-        output_dir,
-        "pawsx",
-        ["mnli"],
-        [
-            f"intermediate.checkpoint_every={EVERY}",
-            f"intermediate.max_steps={total}",
-            "target.max_steps=3",
-            "seed=7",  # a key of its own: no other test publishes this intermediate checkpoint
-        ],
-    )
-    config_path = tmp_path / "config.yaml"
-    config.save(config_path)
-    command = _command(config_path)
-
-    killed_at = _run_until_checkpoint(command, child_env, output_dir, "intermediate", tmp_path / "first.log")
-    assert 0 < killed_at < total and killed_at % EVERY == 0
-    first_lines = _read_jsonl(output_dir / "metrics.jsonl")
-    cache = CheckpointCache(Path(config.data.cache_dir) / "intermediate")
+    run = _kill_in("intermediate", tiny_config, child_env, tmp_path, "mnli", seed=7, total=total)
+    killed_at, cache = run.killed_at, run.cache
     assert not [e for e in cache.entries() if e["key_fields"]["seed"] == 7]  # killed before publishing
 
-    _rerun(command, child_env, tmp_path / "second.log")
+    results, second_lines = run.rerun(child_env, tmp_path / "second.log")
 
-    results = json.loads((output_dir / "results.json").read_text())
-    second_lines = _read_jsonl(output_dir / "metrics.jsonl")[len(first_lines) :]
     inter_steps = [line["intermediate/step"] for line in second_lines if "intermediate/step" in line]
     assert inter_steps[0] == min(killed_at + EVERY, total), inter_steps
     assert results["intermediate/resumed_from_step"] == killed_at

@@ -9,96 +9,29 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from studies import search_command, tiny_study, trial_runs
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 4
 
 
 def space_file(directory: Path, cache_dir: Path) -> Path:
     """A 4-trial udpos study: none vs ccg as intermediate task, a fixed intermediate lr so keys repeat."""
-    space = {
-        "name": "e2e",
-        "targets": ["udpos"],
-        "base": {
-            "model": {"name_or_path": "tiny", "max_seq_length": 48, "doc_stride": 16},
-            "data": {
-                "source": "miniature",
-                "cache_dir": str(cache_dir),
-                "max_train_examples": 64,
-                "max_eval_examples": 16,
-            },
-            "scaling": {"num_workers": 1, "cpus_per_worker": 0.95},
-            "intermediate": {"batch_size": 8, "max_steps": 4},
-            "target": {"batch_size": 8, "max_steps": 8, "eval_every": 4},
-            "evaluation": {"languages": ["en", "de", "ru"]},
-        },
-        "search": {
-            "intermediate_task": {"type": "categorical", "choices": ["none", "ccg"]},
-            "intermediate.learning_rate": {
-                "type": "categorical",
-                "choices": [1.0e-3],
-                "when": {"intermediate_task": {"not": "none"}},
-            },
-            "target.learning_rate": {"type": "float", "low": 1.0e-4, "high": 3.0e-3, "log": True},
-        },
-        "points_to_evaluate": [
-            {"intermediate_task": "none", "target.learning_rate": 1.0e-3},
-            {
-                "intermediate_task": "ccg",
-                "intermediate.learning_rate": 1.0e-3,
-                "target.learning_rate": 1.0e-3,
-            },
-        ],
-        "tuner": {
-            "num_samples": SAMPLES,
-            "metric": "en_dev",
-            "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2, "max_t": 8},
-            "sampler_seed": 0,
-        },
-    }
-    path = directory / "e2e.yaml"
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
-
-
-def search_command(space: Path, name: str, storage: Path, uri: str, *extra: str) -> list[str]:
-    """`python search/main.py ...`, the command `ray submit` runs on a cluster's head."""
-    return [
-        sys.executable,
-        str(ROOT / "search" / "main.py"),
-        "--space",
-        str(space),
-        "--name",
-        name,
-        "--storage",
-        str(storage),
-        "--tracking-uri",
-        uri,
-        *extra,
-    ]
-
-
-def trial_runs(uri: str, name: str) -> list[Any]:
-    """The child runs of search ``name``."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(f"xstilts-{name}")
-    if experiment is None:
-        return []
-    return list(
-        client.search_runs(
-            [experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'trial'", max_results=100
-        )
+    return tiny_study(
+        directory,
+        cache_dir,
+        name="e2e",
+        samples=SAMPLES,
+        target={"max_steps": 8, "eval_every": 4},
+        scheduler={"type": "asha", "grace_period": 4, "reduction_factor": 2, "max_t": 8},
+        languages=["en", "de", "ru"],
     )
 
 
