@@ -439,10 +439,17 @@ class DefineByRun:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    """Load and validate a space file; a bare name (``demo``) is looked up in ``SPACES_DIR``."""
+    """Load and validate a space file.
+
+    A bare name (``demo``) is looked up in ``SPACES_DIR``, and so is a ``spaces/...`` path that does not
+    exist from here, so ``xstilts search --space spaces/xtreme.yaml`` runs from any directory.
+    """
     path = Path(path)
     if not path.exists() and path.suffix == "" and len(path.parts) == 1:
         path = SPACES_DIR / f"{path}.yaml"
+    elif not path.exists() and not path.is_absolute() and path.parts[:1] == ("spaces",):
+        shipped = SPACES_DIR.joinpath(*path.parts[1:])
+        path = shipped if shipped.is_file() else path
     if not path.is_file():
         raise SpaceError(f"{path}: space file not found")
     try:

@@ -347,3 +347,16 @@ def test_unreadable_file(tmp_path: Path, text: str, problem: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="not found"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_shipped_spaces_load_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no spaces/ here: the shipped ones are found (the CLI default too)
+    assert load_space("spaces/demo.yaml").name == "demo"
+    assert load_space("demo").name == "demo"
+    with pytest.raises(SpaceError, match="not found"):
+        load_space("spaces/nope.yaml")
+    # A spaces/ directory of one's own wins over the shipped one.
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "demo.yaml").write_text("name: mine\n")
+    with pytest.raises(SpaceError, match=r"spaces/demo.yaml"):  # loads the local file (it is incomplete)
+        load_space("spaces/demo.yaml")
