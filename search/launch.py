@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from trainers.worker import Plan, train_loop_per_worker
 # A Train job waits this long for its workers: on a busy or autoscaling cluster they may take minutes
 # to get resources (nodes booting), and a trial pending on the autoscaler must not fail for it.
 WORKER_START_TIMEOUT_S = "1800"
+PROBE_TIMEOUT_S = 120.0
+"""How long every node together may take to answer the shared-cache probe (each starts a worker process)."""
 
 
 def init_ray() -> None:
@@ -82,9 +85,14 @@ def probe_nodes(path: str, token: str) -> dict[str, bool]:
         for node in ray.nodes()
         if node["Alive"]
     }
-    return {
-        node: bool(seen) for node, seen in zip(refs, ray.get(list(refs.values()), timeout=300), strict=True)
-    }
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    answers = {}
+    for node, ref in refs.items():
+        try:
+            answers[node] = bool(ray.get(ref, timeout=max(1.0, deadline - time.monotonic())))
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError):
+            answers[node] = False  # a node that cannot answer cannot be trusted with the cache either
+    return answers
 
 
 def nodes_without(directory: str, probe: Callable[[str, str], dict[str, bool]] = probe_nodes) -> list[str]:

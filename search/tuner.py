@@ -221,7 +221,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
     if missing:
         raise SearchError(
             f"the intermediate-checkpoint cache {cache_root} is not shared: {len(missing)} of the cluster's "
-            f"nodes do not see it; mount one directory on every node (EFS, NFS) and pass it as "
+            f"nodes do not see it (or did not answer); mount one directory on every node (EFS, NFS) and pass it as "
             "--cache-root or XSTILTS_CACHE"
         )
     experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
