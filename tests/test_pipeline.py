@@ -180,3 +180,7 @@ def test_udpos_learns(tiny_config: Any, tmp_path: Path) -> None:
     assert metrics["en_dev"] > 80.0, metrics["en_dev"]
     # It transfers to a degree, too: the foreign-language average beats the commonest-tag baseline.
     assert metrics["zero_shot_avg_non_en"] > 35.0, metrics["zero_shot_avg_non_en"]
+    # Without an intermediate phase, start-up is still reported before the target phase: a trial that
+    # ASHA stops early still shows it.
+    first = _read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+    assert first["target_step"] == 0 and first["intermediate_reused"] == 0.0 and first["time/startup_s"] >= 0

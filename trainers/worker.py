@@ -114,8 +114,8 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     encoder_dir = resolve_encoder(config.model.name_or_path, config.data.cache_dir)
     if config.intermediate is not None:
         encoder_dir = _intermediate_encoder(runtime, plan, encoder_dir, checkpoint, metrics)
-        # Tell the driver now, so a trial killed in phase 2 still shows what phase 1 did.
-        runtime.report({**metrics, "target_step": 0})
+    # Tell the driver now, so a trial stopped in phase 2 still shows its start-up and what phase 1 did.
+    runtime.report({**metrics, "target_step": 0})
     engine = None
     if not get_task(config.target.task).is_retrieval:
         state = _resume_state(checkpoint)
