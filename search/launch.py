@@ -75,15 +75,15 @@ def probe_nodes(path: str, token: str) -> dict[str, bool]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    if sum(1 for node in ray.nodes() if node["Alive"]) < 2:
+    alive = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+    if len(alive) < 2:
         return {}
     sees = ray.remote(num_cpus=0, max_retries=0)(_sees)
     refs = {
-        node["NodeID"]: sees.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        ).remote(path, token)
-        for node in ray.nodes()
-        if node["Alive"]
+        node: sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+            path, token
+        )
+        for node in alive
     }
     deadline = time.monotonic() + PROBE_TIMEOUT_S
     answers = {}

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from search.space import SearchSpace
+from trainers.config import ScalingConfig
 
 AUTOSCALING_CONFIG = "~/ray_bootstrap_config.yaml"
 """Where ``ray up`` puts the launcher's config on the head."""
@@ -71,8 +72,9 @@ def cluster_reach(alive: list[dict[str, float]], config: dict[str, Any] | None =
     for node in alive:
         _add(now, node)
     nodes = [dict(node) for node in alive]
-    types = (config or {}).get("available_node_types") or {}
-    head_type = (config or {}).get("head_node_type")
+    config = config or {}
+    types = config.get("available_node_types") or {}
+    head_type = config.get("head_node_type")
     if not types:
         return Reach(now, nodes)
     reachable: dict[str, float] = {}
@@ -83,7 +85,7 @@ def cluster_reach(alive: list[dict[str, float]], config: dict[str, Any] | None =
         if name != head_type and spec.get("resources")
     ]
     workers.sort(key=lambda item: (item[0].get("GPU", 0), item[0].get("CPU", 0)), reverse=True)
-    left = int(config.get("max_workers", sum(count for _, count in workers)))  # type: ignore[union-attr]
+    left = int(config.get("max_workers", sum(count for _, count in workers)))
     for resources, count in workers:
         used = max(0, min(count, left))
         _add(reachable, resources, used)
@@ -102,16 +104,23 @@ def current_reach() -> Reach:
     return cluster_reach(alive, autoscaling_config())
 
 
+def _scaling(space: SearchSpace) -> ScalingConfig:
+    return space.base_config(space.targets[0]).scaling
+
+
+def _per_worker(scaling: ScalingConfig) -> dict[str, float]:
+    return {"CPU": scaling.cpus_per_worker, "GPU": 1.0 if scaling.use_gpu else 0.0}
+
+
 def worker_resources(space: SearchSpace) -> dict[str, float]:
     """What one Train worker of a trial needs (on one node)."""
-    scaling = space.base_config(space.targets[0]).scaling
-    return {"CPU": scaling.cpus_per_worker, "GPU": 1.0 if scaling.use_gpu else 0.0}
+    return _per_worker(_scaling(space))
 
 
 def trial_resources(space: SearchSpace) -> dict[str, float]:
     """CPUs and GPUs one trial's Train job needs (all its workers)."""
-    workers = space.base_config(space.targets[0]).scaling.num_workers
-    return {kind: workers * amount for kind, amount in worker_resources(space).items()}
+    scaling = _scaling(space)
+    return {kind: scaling.num_workers * amount for kind, amount in _per_worker(scaling).items()}
 
 
 def trial_driver_resources(cluster: dict[str, float]) -> dict[str, float]:
