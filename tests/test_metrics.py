@@ -15,16 +15,19 @@ from trainers.metrics import (
     compute,
     get_metric,
     xtreme_score,
+    xtreme_task_score,
 )
 from trainers.tasks import TASKS
 
 # One small (predictions, references) case per metric: a new metric without one fails the sync test.
-EXAMPLES: dict[str, tuple[Any, Any]] = {
+EXAMPLES: dict[str, tuple[Any, ...]] = {
     "accuracy": (["a", "b", "a"], ["a", "b", "b"]),
     "f1_binary": ([1, 0, 1], [1, 0, 0]),
     "accuracy_tokens": ([["NOUN", "VERB"]], [["NOUN", "NOUN"]]),
     "seqeval_f1": ([["B-PER", "O"]], [["B-PER", "O"]]),
     "squad": ({"q1": "a cat"}, {"q1": ["cat"]}),
+    "squad_v2": ({"q1": "", "q2": "a cat"}, {"q1": [], "q2": ["cat"]}),
+    "mlqa": ({"q1": "北京大学"}, {"q1": ["北京"]}, "zh"),
     "retrieval_accuracy": ([0, 2, 2], [0, 1, 2]),
     "bucc_f1": ([(0, 0), (1, 2)], [(0, 0), (1, 1)]),
 }
@@ -153,3 +156,94 @@ def test_xtreme_score_is_the_mean_over_tasks() -> None:
     assert xtreme_score({"xnli": 70.0, "panx": 60.0, "tatoeba": 20.0}) == pytest.approx(50.0)
     with pytest.raises(ValueError, match="no task scores"):
         xtreme_score({})
+
+
+def test_pos_is_scored_as_xtreme_does_with_seqeval_f1_not_token_accuracy() -> None:
+    assert TASKS["udpos"].metric == "seqeval_f1"
+    refs = [["DET", "NOUN", "VERB"]]
+    preds = [["DET", "NOUN", "NOUN"]]
+    # seqeval reads a POS tag as tag letter + type ("NOUN" -> N, OUN), so a run of one tag is one chunk:
+    # gold chunks ET[0], OUN[1], ERB[2]; predicted ET[0], OUN[1:3]. 1 correct: P = 1/2, R = 1/3.
+    scores = compute("seqeval_f1", preds, refs)
+    assert scores["f1"] == pytest.approx(40.0)
+    assert scores["precision"] == pytest.approx(50.0)
+    assert scores["recall"] == pytest.approx(100 / 3)
+    # Two of three tokens are right: token accuracy says 66.7 where XTREME's number is 40.
+    assert scores["accuracy"] == pytest.approx(200 / 3)
+    assert compute("accuracy_tokens", preds, refs)["accuracy"] == pytest.approx(200 / 3)
+
+
+def test_pos_runs_of_one_tag_score_as_one_chunk() -> None:
+    # Gold NOUN NOUN is one chunk; predicting NOUN for one of them gets no chunk right.
+    scores = compute("seqeval_f1", [["NOUN", "VERB"]], [["NOUN", "NOUN"]])
+    assert scores["f1"] == 0.0 and scores["accuracy"] == 50.0
+
+
+# MLQA's official script, rule by rule: (language, prediction, gold, exact match, F1); each expected
+# value worked by hand from mlqa_evaluation_v1.py's normalize_answer, f1_score and exact_match_score.
+MLQA_CASES = [
+    # Chinese is segmented by character: {北, 京, 大, 学} vs {北, 京}: P = 1/2, R = 1.
+    ("zh", "北京大学", "北京", 0.0, 200 / 3),
+    # Digits stay one token beside a CJK character: {2008, 年} vs {2008}.
+    ("zh", "2008年", "2008", 0.0, 200 / 3),
+    ("zh", "「长城」", "长城", 100.0, 100.0),  # CJK brackets are Unicode punctuation
+    # Unicode punctuation (guillemets) is removed, not only ASCII punctuation.
+    ("de", "«Berlin»", "Berlin", 100.0, 100.0),
+    ("de", "der Hund", "Hund", 100.0, 100.0),  # German articles
+    ("de", "the Hund", "Hund", 0.0, 200 / 3),  # English articles are English only
+    ("es", "¿los Estados Unidos?", "Estados Unidos", 100.0, 100.0),
+    ("es", "una casa", "casa", 100.0, 100.0),
+    # Arabic drops every "ال", even inside a word.
+    ("ar", "الكتاب", "كتاب", 100.0, 100.0),
+    ("ar", "مالك", "م ك", 100.0, 100.0),
+    ("hi", "दिल्ली।", "दिल्ली", 100.0, 100.0),  # the danda is punctuation
+    ("hi", "the दिल्ली", "दिल्ली", 0.0, 200 / 3),  # Hindi has no articles to drop
+    ("vi", "cái bàn", "bàn", 100.0, 100.0),
+    ("en", "The cat.", "cat", 100.0, 100.0),
+]
+
+
+@pytest.mark.parametrize(("language", "prediction", "gold", "exact", "f1"), MLQA_CASES)
+def test_mlqa_normalises_per_language_as_its_official_script(
+    language: str, prediction: str, gold: str, exact: float, f1: float
+) -> None:
+    scores = compute("mlqa", {"q": prediction}, {"q": [gold]}, language)
+    assert scores["exact_match"] == pytest.approx(exact)
+    assert scores["f1"] == pytest.approx(f1)
+
+
+def test_mlqa_differs_from_squad_where_the_issue_says() -> None:
+    assert compute("squad", {"q": "北京大学"}, {"q": ["北京"]})["f1"] == 0.0
+    assert compute("squad", {"q": "«Berlin»"}, {"q": ["Berlin"]})["f1"] == 0.0
+    assert TASKS["mlqa"].metric == "mlqa"
+
+
+def test_mlqa_best_reference_unanswered_questions_and_unknown_languages() -> None:
+    refs: dict[str, Any] = {"q1": ["Hund", "der Hund"], "q2": {"text": ["Katze"], "answer_start": [0]}}
+    with pytest.warns(UserWarning, match="Unanswered question q2"):
+        assert compute("mlqa", {"q1": "ein Hund"}, refs, "de") == {"exact_match": 50.0, "f1": 50.0}
+    with pytest.raises(ValueError, match="normalises only"):
+        compute("mlqa", {"q": "x"}, {"q": ["x"]}, "ru")
+    with pytest.raises(ValueError, match="pass the language"):
+        compute("mlqa", {"q": "x"}, {"q": ["x"]})
+
+
+def test_squad_v2_metric_accepts_no_answer_and_says_so() -> None:
+    assert get_metric("squad_v2").null_answer and not get_metric("squad").null_answer
+    assert TASKS["squad_v2"].metric == "squad_v2"
+    refs: dict[str, Any] = {"q1": [], "q2": ["cat"]}
+    assert compute("squad_v2", {"q1": "", "q2": "cat"}, refs) == {"f1": 100.0, "exact_match": 100.0}
+
+
+def test_xtreme_task_score_is_em_f1_mean_for_qa_and_the_primary_score_otherwise() -> None:
+    # XTREME's evaluate.py: avg_metric = (avg_exact_match + avg_f1) / 2 for QA, else avg_f1 or accuracy.
+    for qa in ("squad", "mlqa", "squad_v2"):
+        assert xtreme_task_score(qa, {"f1": 80.0, "exact_match": 60.0}) == pytest.approx(70.0)
+    assert xtreme_task_score("seqeval_f1", {"f1": 40.0, "accuracy": 66.0}) == pytest.approx(40.0)
+    assert xtreme_task_score("accuracy", {"accuracy": 55.0}) == pytest.approx(55.0)
+    assert xtreme_task_score("bucc_f1", {"f1": 70.0, "precision": 90.0, "recall": 50.0}) == 70.0
+
+
+def test_xquad_has_xtremes_eleven_languages() -> None:
+    assert "ro" not in TASKS["xquad"].languages
+    assert len(TASKS["xquad"].languages) == 11

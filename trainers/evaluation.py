@@ -76,6 +76,8 @@ def evaluate(
     if task.type is TaskType.SPAN_QA:
         starts = _padded_concat([o[0] for o in outputs])
         ends = _padded_concat([o[1] for o in outputs])
-        predictions = postprocess_qa(data.examples, data.features, starts, ends)
-        return metrics.compute(task.metric, predictions, qa_references(data.examples))
+        # SQuAD 2.0 may answer "no answer": without it, every unanswerable question would score 0.
+        allow_null = metrics.get_metric(task.metric).null_answer
+        predictions = postprocess_qa(data.examples, data.features, starts, ends, allow_null=allow_null)
+        return metrics.compute(task.metric, predictions, qa_references(data.examples), data.language)
     raise ValueError(f"{task.name}: retrieval tasks are scored by trainers.retrieval, not by a head")

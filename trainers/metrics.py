@@ -2,12 +2,20 @@
 
 Each metric wraps a maintained implementation (scikit-learn, seqeval, torchmetrics' port of the
 official SQuAD script) rather than re-deriving it, so that our numbers match the published ones.
+MLQA's per-language normalisation has no maintained implementation; ``_mlqa`` follows MLQA's official
+script (``mlqa_evaluation_v1.py``, which XTREME's ``evaluate.py`` calls) rule for rule.
 """
 
 from __future__ import annotations
 
+import re
+import string
+import unicodedata
+import warnings
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from statistics import fmean
 from typing import Any
 
@@ -26,12 +34,19 @@ class Metric:
     """Registry key (the ``metric`` field of a ``TaskSpec``)."""
     primary: str
     """Key of the headline score in ``compute``'s result (what the search optimises and XTREME reports)."""
-    compute: Callable[[Any, Any], Scores]
-    """``(predictions, references) -> {key: score}``, scores on a 0-100 scale."""
+    compute: Callable[..., Scores]
+    """``(predictions, references) -> {key: score}`` (plus ``language`` where ``per_language``), 0-100."""
     higher_is_better: bool = True
     """Direction the search optimises ``primary`` in."""
     inputs: str = ""
     """One line: what ``predictions`` and ``references`` are."""
+    per_language: bool = False
+    """``compute`` takes the language code as a third argument (MLQA normalises answers per language)."""
+    xtreme_keys: tuple[str, ...] = ()
+    """Keys whose mean is XTREME's score of the task (``avg_metric`` of its ``evaluate.py``); empty:
+    ``primary`` alone. QA averages exact match and F1."""
+    null_answer: bool = False
+    """The empty answer is a valid prediction (SQuAD 2.0's "no answer")."""
 
 
 class UnknownMetricError(ValueError):
@@ -77,13 +92,17 @@ def _seqeval_f1(predictions: Sequence[Sequence[str]], references: Sequence[Seque
     # Lists, not tuples or arrays: seqeval checks its inputs' types.
     y_true = [list(sequence) for sequence in references]
     y_pred = [list(sequence) for sequence in predictions]
-    # Default (conlleval-compatible) mode, as XTREME's PAN-X evaluation uses.
-    return {
-        "f1": _percent(seqeval.metrics.f1_score(y_true, y_pred)),
-        "precision": _percent(seqeval.metrics.precision_score(y_true, y_pred)),
-        "recall": _percent(seqeval.metrics.recall_score(y_true, y_pred)),
-        "accuracy": _percent(seqeval.metrics.accuracy_score(y_true, y_pred)),
-    }
+    # Default (conlleval-compatible) mode, as XTREME's evaluate.py uses for PAN-X and UD POS alike. POS
+    # tags are not IOB: seqeval reads "NOUN" as tag N of type OUN, so runs of one tag form one chunk;
+    # that is the published UD POS score. It warns once per such tag, which says nothing here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".* seems not to be NE tag", category=UserWarning)
+        return {
+            "f1": _percent(seqeval.metrics.f1_score(y_true, y_pred)),
+            "precision": _percent(seqeval.metrics.precision_score(y_true, y_pred)),
+            "recall": _percent(seqeval.metrics.recall_score(y_true, y_pred)),
+            "accuracy": _percent(seqeval.metrics.accuracy_score(y_true, y_pred)),
+        }
 
 
 def _answer_texts(answers: Sequence[str] | Mapping[str, Sequence[Any]]) -> list[str]:
@@ -99,6 +118,80 @@ def _squad(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Sco
     target = [{"id": qid, "answers": {"text": _answer_texts(ans)}} for qid, ans in references.items()]
     result = torchmetrics_squad(preds, target)  # type: ignore[arg-type]
     return {"f1": float(result["f1"]), "exact_match": float(result["exact_match"])}
+
+
+# MLQA's punctuation: every Unicode punctuation category (P*) plus ASCII punctuation (which holds
+# symbols such as $ and + that Unicode files under S*).
+def _is_mlqa_punct(char: str) -> bool:
+    return char in string.punctuation or unicodedata.category(char).startswith("P")
+
+
+# MLQA's article patterns per language; Hindi and Chinese have none. Arabic's first alternative can
+# never match (``^`` after characters), so the script removes every "ال"; kept as written.
+_MLQA_ARTICLES: dict[str, str | None] = {
+    "en": r"\b(a|an|the)\b",
+    "es": r"\b(un|una|unos|unas|el|la|los|las)\b",
+    "hi": None,
+    "vi": r"\b(của|là|cái|chiếc|những)\b",
+    "de": r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b",
+    "ar": r"\sال^|ال",
+    "zh": None,
+}
+_MLQA_CJK = re.compile(r"[\u4e00-\u9fa5]")
+
+
+def _mlqa_segments(text: str, language: str) -> list[str]:
+    """Whitespace tokens, or for Chinese every CJK character (and punctuation) as its own token."""
+    if language != "zh":
+        return text.split()
+    segments: list[str] = []
+    pending = ""
+    for char in text:
+        if _MLQA_CJK.search(char) or _is_mlqa_punct(char):
+            segments.extend(pending.split())
+            pending = ""
+            segments.append(char)
+        else:
+            pending += char
+    segments.extend(pending.split())
+    return segments
+
+
+@cache
+def _mlqa_tokens(text: str, language: str) -> tuple[str, ...]:
+    """MLQA's ``normalize_answer`` split into tokens: lower, drop punctuation, articles, re-segment."""
+    text = "".join(char for char in text.lower() if not _is_mlqa_punct(char))
+    articles = _MLQA_ARTICLES[language]
+    if articles is not None:
+        text = re.sub(articles, " ", text)
+    return tuple(token for token in _mlqa_segments(text, language) if token.strip())
+
+
+def _mlqa_f1(prediction: tuple[str, ...], truth: tuple[str, ...]) -> float:
+    shared = sum((Counter(prediction) & Counter(truth)).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(prediction), shared / len(truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _mlqa(predictions: Mapping[str, str], references: Mapping[str, Any], language: str) -> Scores:
+    # The official MLQA script: per-question best over the gold answers; a question without a
+    # prediction scores 0; predictions without a question are ignored.
+    if language not in _MLQA_ARTICLES:
+        raise ValueError(f"MLQA normalises only {', '.join(_MLQA_ARTICLES)}, not {language!r}")
+    _require_nonempty(references, "MLQA questions")
+    exact = f1 = 0.0
+    for qid, answers in references.items():
+        if qid not in predictions:
+            warnings.warn(f"Unanswered question {qid} will receive score 0.", stacklevel=3)
+            continue
+        predicted = _mlqa_tokens(predictions[qid], language)
+        truths = [_mlqa_tokens(text, language) for text in _answer_texts(answers)]
+        # The script compares normalised strings; joined tokens are exactly those strings.
+        exact += max(float(predicted == truth) for truth in truths)
+        f1 += max(_mlqa_f1(predicted, truth) for truth in truths)
+    return {"exact_match": _percent(exact / len(references)), "f1": _percent(f1 / len(references))}
 
 
 def _pair_set(pairs: Iterable[Sequence[Any]]) -> set[tuple[Any, Any]]:
@@ -137,6 +230,23 @@ METRICS: dict[str, Metric] = {
             "f1",
             _squad,
             inputs="{id: predicted text}; {id: list of answer texts, or the canonical answers dict}",
+            xtreme_keys=("exact_match", "f1"),
+        ),
+        Metric(
+            "squad_v2",
+            "f1",
+            _squad,
+            inputs="as squad; an unanswerable question has no answer texts, and '' predicts no answer",
+            xtreme_keys=("exact_match", "f1"),
+            null_answer=True,
+        ),
+        Metric(
+            "mlqa",
+            "f1",
+            _mlqa,
+            inputs="as squad, with the answer language (en es hi vi de ar zh): MLQA's normalisation",
+            per_language=True,
+            xtreme_keys=("exact_match", "f1"),
         ),
         Metric(
             "retrieval_accuracy",
@@ -159,9 +269,17 @@ def get_metric(name: str) -> Metric:
         ) from None
 
 
-def compute(metric_name: str, predictions: Any, references: Any) -> Scores:
-    """Score ``predictions`` against ``references`` with the named metric (0-100, primary key present)."""
-    return get_metric(metric_name).compute(predictions, references)
+def compute(metric_name: str, predictions: Any, references: Any, language: str | None = None) -> Scores:
+    """Score ``predictions`` against ``references`` with the named metric (0-100, primary key present).
+
+    ``language`` is the evaluation language; metrics that normalise per language (MLQA) need it.
+    """
+    metric = get_metric(metric_name)
+    if not metric.per_language:
+        return metric.compute(predictions, references)
+    if language is None:
+        raise ValueError(f"metric {metric_name!r} normalises per language: pass the language code")
+    return metric.compute(predictions, references, language)
 
 
 def primary(metric_name: str, scores: Mapping[str, float]) -> float:
@@ -189,6 +307,12 @@ def aggregate_languages(per_language: Mapping[str, Mapping[str, float]]) -> Scor
     return {key: fmean(scores[key] for scores in per_language.values()) for key in sorted(first_keys)}
 
 
+def xtreme_task_score(metric_name: str, scores: Mapping[str, float]) -> float:
+    """XTREME's score of one task from its (language-averaged) scores: (EM + F1) / 2 for QA."""
+    metric = get_metric(metric_name)
+    return fmean(float(scores[key]) for key in metric.xtreme_keys or (metric.primary,))
+
+
 def xtreme_score(task_scores: Mapping[str, float]) -> float:
     """Mean of the per-task scores: the XTREME benchmark score."""
     _require_nonempty(task_scores, "task scores")
@@ -204,4 +328,5 @@ __all__ = [
     "compute",
     "get_metric",
     "xtreme_score",
+    "xtreme_task_score",
 ]

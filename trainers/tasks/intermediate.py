@@ -61,7 +61,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         type=TaskType.SPAN_QA,
         hub=HubSource("rajpurkar/squad_v2", None, {"train": "train", "dev": "validation"}),
         columns=QA_COLUMNS,
-        metric="squad",
+        metric="squad_v2",
         role="intermediate",
         description="SQuAD 2.0, with unanswerable questions.",
     ),
