@@ -31,13 +31,15 @@ def _load_run_config(path: str | None, overrides: list[str]) -> object:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one transfer configuration end to end and print per-language scores."""
-    from search.run import run_transfer
     from trainers.config import TransferConfig
     from trainers.preflight import preflight
 
     config = _load_run_config(args.config, args.set)
     assert isinstance(config, TransferConfig)
     preflight(config)
+    # The trainer stack (torch, DeepSpeed, Ray Train) loads only once the input is known to be good.
+    from search.run import run_transfer
+
     metrics = run_transfer(config, backend=args.backend, storage_path=args.storage)
     from trainers.summary import scores_table
 
@@ -47,6 +49,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search and print the best trial of each target."""
+    from search.checks import check_search_name, check_tracking_uri
+    from search.space import load_space
+
+    # What the arguments alone decide is checked before Ray, MLflow and torch load (seconds) and before
+    # anything is written; run_search repeats these cheap checks for callers that skip the CLI.
+    space = load_space(args.space)
+    check_search_name(args.name or space.name)
+    if args.tracking_uri:
+        check_tracking_uri(args.tracking_uri)
     from search.tuner import SearchOptions, run_search
 
     options = options_from(SearchOptions, args)
@@ -264,29 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xstilts`` console script."""
-    from search.select import SelectionError
-    from search.space import SpaceError
-    from search.tracking import TrackingError
-    from search.tuner import SearchError
-    from trainers.config import ConfigError
-    from trainers.data import DataError
-    from trainers.modeling import FreezeError
-    from trainers.tasks import UnknownTaskError
+    # Only the argument parser and UserError load before parsing: --help and bad input answer at once.
+    from trainers.errors import UserError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (
-        ConfigError,
-        DataError,
-        FreezeError,
-        UnknownTaskError,
-        SpaceError,
-        SearchError,
-        SelectionError,
-        TrackingError,
-        FileNotFoundError,
-    ) as error:
+    except (UserError, FileNotFoundError) as error:
         print(f"xstilts: error: {error}", file=sys.stderr)
         return 2
 

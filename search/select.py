@@ -33,6 +33,7 @@ import yaml
 
 from search import tracking
 from trainers.config import ConfigError, TransferConfig
+from trainers.errors import UserError
 
 EXPERIMENT_PREFIX = "xstilts"
 """Experiments are ``xstilts-<search>`` (search.tuner.EXPERIMENT_PREFIX; not imported, it loads torch)."""
@@ -53,7 +54,7 @@ COMPLETED = "completed"
 STATUSES = ("completed", "early_stopped", "failed", "running")
 
 
-class SelectionError(ValueError):
+class SelectionError(UserError, ValueError):
     """A selection that cannot be made (one line: what is wrong and what exists)."""
 
 

@@ -60,7 +60,9 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import yaml
 
+from search.checks import check_search_name
 from trainers.config import ConfigError, ModelConfig, TransferConfig
+from trainers.errors import UserError
 from trainers.tasks import INTERMEDIATE_TASK_NAMES, TARGET_TASKS, get_task
 
 if TYPE_CHECKING:  # optuna is only needed for the annotation; keep importing this module cheap
@@ -102,7 +104,7 @@ Choice = str | int | float | bool | None
 """A categorical choice as Optuna takes it."""
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A search space that cannot be used; the message is one line naming the file and the dotted key."""
 
 
@@ -453,7 +455,11 @@ def load_space(path: str | Path) -> SearchSpace:
     if not path.is_file():
         raise SpaceError(f"{path}: space file not found")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)  # _Loader is a SafeLoader
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # _Loader is a SafeLoader
+    except UnicodeDecodeError as error:
+        raise SpaceError(
+            f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"
+        ) from None
     except yaml.YAMLError as error:
         raise SpaceError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     return space_from_dict(data, source=str(path), default_name=path.stem)
@@ -538,6 +544,10 @@ def _parse(data: Any, source: str, default_name: str) -> SearchSpace:
     data = _mapping(data, "")
     _check_keys(data, _TOP_KEYS, "")
     name = _string(data.get("name", default_name), "name")
+    try:
+        check_search_name(name)
+    except UserError as error:
+        _fail("name", str(error))
     description = _string(data.get("description", ""), "description", allow_empty=True)
     targets = _parse_targets(data.get("targets"))
     raw_search = _mapping(data.get("search"), "search")

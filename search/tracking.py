@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+# Defined with the other import-free checks (the CLI runs them before Ray loads); used here as tracking.*.
+from search.checks import TrackingError, check_tracking_uri  # noqa: F401
 from trainers.keys import FINISHED
 
 SEARCH_TAG = "xstilts.search"
@@ -28,33 +28,10 @@ KIND_TAG = "xstilts.kind"
 TERMINAL = frozenset({"completed", "early_stopped", "failed"})
 
 
-class TrackingError(RuntimeError):
-    """The tracking server cannot be reached or used."""
-
-
 def default_tracking_uri(root: str | Path = "mlruns") -> str:
     """The embedded default: a SQLite database under ``root`` (absolute, since Ray changes directories)."""
     path = Path(root).expanduser().resolve()
     return f"sqlite:///{path / 'mlflow.db'}"
-
-
-def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail with one line if the tracking store is unreachable (checked before any trial starts)."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
-        except (urllib.error.URLError, OSError) as error:
-            raise TrackingError(f"tracking server {uri} is unreachable ({error})") from None
-    elif uri.startswith("sqlite:///"):
-        directory = Path(uri[len("sqlite:///") :]).parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise TrackingError(
-                f"cannot create the tracking store's directory {directory}: {error}"
-            ) from None
 
 
 def _client(uri: str) -> Any:

@@ -18,6 +18,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
 from search import tracking
+from search.checks import check_search_name
 from search.launch import init_ray, nodes_without
 from search.resources import (
     ResourceError,
@@ -29,6 +30,7 @@ from search.resources import (
 from search.space import DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
 from trainers.config import ConfigError, flatten
+from trainers.errors import UserError
 from trainers.keys import FINISHED
 
 EXPERIMENT_PREFIX = "xstilts"
@@ -36,7 +38,7 @@ TRIAL_RETRIES = 2
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
 
 
-class SearchError(RuntimeError):
+class SearchError(UserError, RuntimeError):
     """A search that cannot start or resume (one line)."""
 
 
@@ -181,6 +183,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
 
     space = load_space(options.space)
     name = options.name or space.name
+    check_search_name(name)
     targets = options.targets or list(space.targets)
     unknown = [t for t in targets if t not in space.targets]
     if unknown:

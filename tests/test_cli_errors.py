@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import search.run
+from search.checks import TRACKING_SCHEMES
 from search.cli import main
 from trainers.data.miniature import ensure_miniature
 
@@ -51,6 +58,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown-key", ["target.lr=0.1"], "unknown key target.lr"),
     ("bad-override", ["target.learning_rate"], "must look like key.sub=value"),
     ("bad-yaml", [], "not valid YAML"),
+    ("not-utf8", [], "not UTF-8 text"),
+    ("missing-model", ["model.name_or_path=/no/such/model"], "/no/such/model: no such directory"),
+    (
+        "model-dir-not-a-model",
+        ["model.name_or_path=/"],
+        "model.name_or_path /: the directory has no config.json",
+    ),
 ]
 
 
@@ -95,6 +109,8 @@ def test_bad_input_fails_in_one_line_before_compute(
     config_path = tmp_path / "config.yaml"
     if message == "not valid YAML":
         config_path.write_text(f"output_dir: {output_dir}\ntarget: [pawsx\n  task: {{\n")
+    elif message == "not UTF-8 text":
+        config_path.write_bytes(f"output_dir: {output_dir}\n# caf\xe9\n".encode("latin-1"))
     else:
         tiny_config(output_dir, "pawsx", ["qqp"]).save(config_path)
     if existing:
@@ -122,3 +138,226 @@ def test_bad_input_fails_in_one_line_before_compute(
     assert captured.out == ""
     assert _tree(tmp_path) == before  # nothing written: no output dir, the existing file untouched
     assert output_dir.exists() == existing
+
+
+# -- the hub: a model or dataset it does not have, a hub that cannot be reached, offline mode --------------
+
+
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """The hub's repo-info API for the ids in ``known``; any other id answers 404 RepoNotFound, as the hub does."""
+
+    known: frozenset[str] = frozenset()
+
+    def do_GET(self) -> None:
+        parts = self.path.split("?")[0].split("/")  # /api/{models,datasets}/<id>[/revision/...]
+        repo_id = "/".join(parts[3:5]) if len(parts) > 4 and parts[4] != "revision" else parts[3]
+        if f"{parts[2]}/{repo_id}" in self.known:
+            body = json.dumps({"id": repo_id, "sha": "0" * 40}).encode()
+            self.send_response(200)
+        else:
+            body = b'{"error": "Repository not found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_hub() -> Iterator[str]:
+    """A local stand-in for huggingface.co that knows the model xlm-roberta-base and the dataset nyu-mll/glue."""
+    handler = type(
+        "Hub", (_FakeHub,), {"known": frozenset({"models/xlm-roberta-base", "datasets/nyu-mll/glue"})}
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# (id, environment, --set overrides, a fragment the error line must contain). "{hub}" is the fake hub.
+HUB_CASES: list[tuple[str, dict[str, str], list[str], str]] = [
+    (
+        "model-not-on-hub",
+        {"HF_ENDPOINT": "{hub}"},
+        ["model.name_or_path=nobody/no-such-model"],
+        "model.name_or_path nobody/no-such-model: no model nobody/no-such-model on the hub",
+    ),
+    (
+        "dataset-not-on-hub",
+        {"HF_ENDPOINT": "{hub}"},
+        ["data.source=hub", "intermediate.tasks=[qqp]"],
+        # qqp's nyu-mll/glue is known; the target's dataset is not
+        "data.source=hub: pawsx (google-research-datasets/paws-x): no dataset google-research-datasets/paws-x on the hub",
+    ),
+    (
+        "model-hub-unreachable",
+        {"HF_ENDPOINT": "http://127.0.0.1:{closed}"},
+        ["model.name_or_path=xlm-roberta-base"],
+        "model.name_or_path xlm-roberta-base: the hub http://127.0.0.1:",
+    ),
+    (
+        "data-hub-unreachable",
+        {"HF_ENDPOINT": "http://127.0.0.1:{closed}"},
+        ["data.source=hub", "intermediate.tasks=[mnli]"],
+        "data.source=hub: mnli (nyu-mll/glue): the hub http://127.0.0.1:",
+    ),
+    (
+        "model-offline-not-cached",
+        {"HF_HUB_OFFLINE": "1"},
+        ["model.name_or_path=nobody/not-cached-model"],
+        "not in the local Hugging Face cache, and the hub is off (HF_HUB_OFFLINE)",
+    ),
+    (
+        "data-offline-not-cached",
+        {"HF_HUB_OFFLINE": "1"},
+        ["data.source=hub", "intermediate.tasks=[mnli]"],
+        "mnli (nyu-mll/glue) is not in the local datasets cache, and the hub is off (HF_HUB_OFFLINE)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "message"), [c[1:] for c in HUB_CASES], ids=[c[0] for c in HUB_CASES]
+)
+def test_what_the_hub_cannot_give_fails_in_one_line_before_any_job(
+    env: dict[str, str],
+    overrides: list[str],
+    message: str,
+    fake_hub: str,
+    tiny_config: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    closed = _closed_port()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(hub=fake_hub, closed=closed))
+    # Empty caches: nothing is found locally, so every answer comes from the (fake or absent) hub.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-hub"))
+    config_path = tmp_path / "config.yaml"
+    tiny_config(tmp_path / "out", "pawsx", ["qqp"]).save(config_path)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+
+    def no_compute(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a config the hub cannot serve reached run_transfer")
+
+    monkeypatch.setattr(search.run, "run_transfer", no_compute)
+    argv = ["run", "--config", str(config_path)]
+    for override in overrides:
+        argv += ["--set", override]
+
+    code = main(argv)
+
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("xstilts: error: "), captured.err
+    assert message in lines[0], lines[0]
+    assert _tree(tmp_path) == before
+
+
+# -- xstilts search: the name, the space file and the tracking URI are checked before anything is written --
+
+SEARCH_CASES: list[tuple[str, list[str], str]] = [
+    ("name-escapes-storage", ["--name", "../../etc"], "search name '../../etc' is not allowed"),
+    ("name-with-separator", ["--name", "a/b"], "search name 'a/b' is not allowed"),
+    ("name-dot-dot", ["--name", "a..b"], "search name 'a..b' is not allowed"),
+    ("name-hidden", ["--name", ".hidden"], "search name '.hidden' is not allowed"),
+    ("space-not-utf8", ["--space", "{latin1_space}"], "not UTF-8 text (byte"),
+    ("space-name-escapes", ["--space", "{escaping_space}"], "name: search name '../up' is not allowed"),
+    ("tracking-uri-scheme", ["--tracking-uri", "ftp://x"], "MLflow has no tracking store for ftp://"),
+    ("tracking-uri-unreachable", ["--tracking-uri", "http://127.0.0.1:{closed}"], "is unreachable"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), [c[1:] for c in SEARCH_CASES], ids=[c[0] for c in SEARCH_CASES])
+def test_bad_search_input_fails_in_one_line_and_writes_nothing(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    demo = Path(search.run.__file__).resolve().parents[1] / "spaces" / "demo.yaml"
+    text = demo.read_text(encoding="utf-8")
+    (tmp_path / "latin1.yaml").write_bytes(("# café\n" + text).encode("latin-1"))
+    (tmp_path / "escaping.yaml").write_text(text.replace("name: demo", "name: ../up"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    values = {"latin1_space": tmp_path / "latin1.yaml", "escaping_space": tmp_path / "escaping.yaml"}
+    values["closed"] = _closed_port()  # type: ignore[assignment]
+    argv = ["search", "--space", str(demo), "--storage", str(tmp_path / "storage")]
+    argv += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"]
+    argv += [arg.format(**values) for arg in args]  # later options win over the defaults above
+
+    code = main(argv)
+
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("xstilts: error: "), captured.err
+    assert message in lines[0], lines[0]
+    assert _tree(tmp_path) == before  # no storage directory, no tracking store, nothing outside tmp_path
+
+
+def test_accepted_tracking_schemes_are_mlflow_s() -> None:
+    """The import-free scheme list matches the stores MLflow's registry builds (Unity Catalog aside)."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    registered = {scheme for scheme in _tracking_store_registry._registry if "uc" not in scheme}
+    assert registered == set(TRACKING_SCHEMES)
+
+
+HEAVY = ("torch", "ray", "mlflow", "deepspeed", "transformers", "datasets", "torchmetrics", "optuna")
+"""What the CLI must not import before its arguments and configs are known to be good."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["run", "--set", "target.batch_size=0"],
+        ["run", "--set", "model.name_or_path=/no/such/model"],
+        ["run", "--config", "/no/such.yaml"],
+        ["search", "--name", "../../etc"],
+        ["search", "--space", "/no/such.yaml"],
+        ["search", "--tracking-uri", "ftp://x"],
+    ],
+    ids=lambda argv: "_".join(argv),
+)
+def test_help_and_bad_input_answer_without_the_trainer_stack(argv: list[str], tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from search.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules), 'CODE', code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip().splitlines()[-1] == f"LOADED [] CODE {0 if '--help' in argv else 2}", (
+        done.stdout + done.stderr
+    )
+    assert argv[-1] == "--help" or done.stderr.startswith("xstilts: error: "), done.stderr
+    assert list(tmp_path.iterdir()) == []

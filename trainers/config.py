@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import yaml
 
+from trainers.errors import UserError
 from trainers.tasks import TASKS, get_task
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value that cannot run; the message is one line naming the field."""
 
 
@@ -296,7 +297,11 @@ class TransferConfig:
         path = Path(path)
         _check(path.is_file(), f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})"
+            ) from None
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         _check(isinstance(data, dict), f"{path}: the top level must be a mapping")

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.errors import UserError
 from trainers.tasks import TaskSpec, TaskType
 
 
-class FreezeError(ValueError):
+class FreezeError(UserError, ValueError):
     """A freeze depth the encoder cannot take."""
 
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 from trainers.config import ConfigError, TransferConfig
-from trainers.data import available_languages, load_split, resolve_english_dev, resolve_train_task
-from trainers.encoders import layer_count
-from trainers.tasks import get_task
+from trainers.encoders import BUILTIN_ENCODERS, layer_count
+from trainers.tasks import TaskSpec, get_task
+
+HUB_TIMEOUT_S = 10.0
+"""How long the hub may take to answer one question (a firewalled cluster drops packets: no quick refusal)."""
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+"""Any of these set true makes transformers and datasets read only their local caches."""
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+"""A local encoder directory needs one of these beside config.json (what ``AutoModel`` loads)."""
 
 
 def check_freeze_depth(config: TransferConfig) -> None:
@@ -23,10 +39,134 @@ def check_freeze_depth(config: TransferConfig) -> None:
             )
 
 
-def check_data(config: TransferConfig) -> None:
-    """Every split the run reads exists in the data source (local and miniature sources; the hub is trusted)."""
-    if config.data.source == "hub":
+def hub_offline() -> bool:
+    """Whether transformers/datasets are told to stay offline (their own reading of the variables)."""
+    return any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"} for name in OFFLINE_VARIABLES)
+
+
+def _hub_api() -> Any:
+    from huggingface_hub import HfApi, constants
+
+    # The endpoint is read now, not at import, so HF_ENDPOINT set by the caller counts.
+    return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+
+
+def _hub_answer(kind: str, repo_id: str) -> str | None:
+    """None if the hub knows ``repo_id``; else why not, as a phrase ("does not exist", "cannot be reached (...)")."""
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+
+    api = _hub_api()
+    try:
+        if kind == "model":
+            api.model_info(repo_id, timeout=HUB_TIMEOUT_S)
+        else:
+            api.dataset_info(repo_id, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return None  # it exists; the worker's token decides (a missing one is the loader's one-line error)
+    except RepositoryNotFoundError:
+        return f"no {kind} {repo_id} on the hub {api.endpoint} (or it is private and no token is set)"
+    except HFValidationError as error:
+        return f"{repo_id!r} is not a hub {kind} id ({str(error).splitlines()[0]})"
+    except Exception as error:  # every transport failure: DNS, refused, timeout, 5xx
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"the hub {api.endpoint} cannot be reached ({reason})"
+    return None
+
+
+def _model_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def check_model(config: TransferConfig) -> None:
+    """The encoder loads: a built-in name, a directory with a config and weights, or a hub id it can fetch."""
+    name = config.model.name_or_path
+    if name in BUILTIN_ENCODERS:
         return
+    where = f"model.name_or_path {name}"
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{where}: the directory has no config.json (not a Hugging Face model)")
+        try:
+            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            raise ConfigError(f"{where}: config.json is not a JSON object") from None
+        if not model_type:
+            raise ConfigError(f"{where}: config.json names no model_type, so AutoModel cannot load it")
+        if not any((path / weights).is_file() for weights in WEIGHT_FILES):
+            raise ConfigError(f"{where}: no weights ({', '.join(WEIGHT_FILES)}) in the directory")
+        return
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ConfigError(f"{where}: no such directory, and not a hub model id") from None
+    if hub_offline():
+        if not _model_cached(name):
+            raise ConfigError(
+                f"{where}: not in the local Hugging Face cache, and the hub is off (HF_HUB_OFFLINE)"
+            )
+        return
+    problem = _hub_answer("model", name)
+    if problem is not None and not (problem.startswith("the hub") and _model_cached(name)):
+        raise ConfigError(f"{where}: {problem}")
+
+
+def _dataset_cached(repo_id: str) -> bool:
+    """Whether datasets has ``repo_id`` locally: downloaded files in the hub cache or a prepared copy."""
+    from huggingface_hub import constants
+
+    hub_copy = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}"
+    prepared = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+    return hub_copy.is_dir() or (prepared / repo_id.replace("/", "___")).is_dir()
+
+
+def _read_tasks(config: TransferConfig) -> list[TaskSpec]:
+    """Every task whose data the run reads: intermediate tasks, the target's train and dev tasks, the target."""
+    from trainers.data import resolve_english_dev, resolve_train_task
+
+    target = get_task(config.target.task)
+    tasks = [get_task(name) for name in config.intermediate.tasks] if config.intermediate else []
+    if not target.is_retrieval:
+        tasks += [resolve_train_task(target), resolve_english_dev(target)[0]]
+    return [*tasks, target]
+
+
+def check_hub_data(config: TransferConfig) -> None:
+    """With ``data.source=hub``: each dataset the run reads exists on the hub, or is cached when offline."""
+    seen: set[str] = set()
+    for task in _read_tasks(config):
+        if task.hub is None:
+            raise ConfigError(
+                f"data.source=hub: {task.name} has no hub source (licensed data): use data.source=local"
+            )
+        if task.hub.path in seen:
+            continue
+        seen.add(task.hub.path)
+        where = f"data.source=hub: {task.name} ({task.hub.path})"
+        if hub_offline():
+            if not _dataset_cached(task.hub.path):
+                raise ConfigError(
+                    f"{where} is not in the local datasets cache, and the hub is off (HF_HUB_OFFLINE)"
+                )
+            continue
+        problem = _hub_answer("dataset", task.hub.path)
+        if problem is not None and not (problem.startswith("the hub") and _dataset_cached(task.hub.path)):
+            raise ConfigError(f"{where}: {problem}")
+
+
+def check_data(config: TransferConfig) -> None:
+    """Every split the run reads exists in the data source (the hub: every dataset it names)."""
+    if config.data.source == "hub":
+        check_hub_data(config)
+        return
+    # Lazy: datasets (seconds to import) is needed only once the config itself is known to be good.
+    from trainers.data import available_languages, load_split, resolve_english_dev, resolve_train_task
+
     target = get_task(config.target.task)
     needed: list[tuple[str, str, str]] = []  # (task, split, language)
     if config.intermediate is not None:
@@ -48,6 +188,7 @@ def check_data(config: TransferConfig) -> None:
 
 
 def preflight(config: TransferConfig) -> None:
-    """All checks; raises ``ConfigError`` or ``DataError`` with one line."""
+    """All checks, cheapest first; raises ``ConfigError`` or ``DataError`` with one line."""
     check_freeze_depth(config)
+    check_model(config)
     check_data(config)

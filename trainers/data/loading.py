@@ -14,6 +14,7 @@ from typing import Any
 import datasets
 
 from trainers.config import DataConfig, stable_hash
+from trainers.errors import UserError
 from trainers.tasks import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, TaskSpec, TaskType, get_task
 
 # The canonical schema of each task type, so that hub and local data come out with identical types.
@@ -38,7 +39,7 @@ CANONICAL_FEATURES: dict[TaskType, datasets.Features] = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Task data that cannot be read as asked; the message is one line naming what is wrong."""
 
 

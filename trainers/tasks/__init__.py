@@ -5,6 +5,7 @@ Adding a task is one ``TaskSpec`` entry in ``xtreme.py`` or ``intermediate.py``.
 
 from __future__ import annotations
 
+from trainers.errors import UserError
 from trainers.tasks._spec import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, HubSource, TaskSpec, TaskType
 from trainers.tasks.intermediate import INTERMEDIATE_TASKS
 from trainers.tasks.xtreme import XTREME_TASKS
@@ -16,7 +17,7 @@ INTERMEDIATE_TASK_NAMES: tuple[str, ...] = tuple(
 )
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError, ValueError):
     """A task name that the registry does not hold."""
 
 
