@@ -134,7 +134,7 @@ def trainer_for(
     (Ray Train V2 restores a run by name), so a restarted trial continues its phase where it stopped.
     """
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     scaling = plan.config.scaling
     resources = {"CPU": scaling.cpus_per_worker}
@@ -143,6 +143,8 @@ def trainer_for(
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=plan.to_dict(),
+        # The process-group rendezvous (and its collectives) wait at most this long, then fail the job.
+        torch_config=TorchConfig(timeout_s=max(1, round(plan.config.scaling.timeout_s))),
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers, use_gpu=scaling.use_gpu, resources_per_worker=resources
         ),

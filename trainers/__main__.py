@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from trainers.config import ConfigError, TransferConfig
+from trainers.deepspeed_ops import StartupError
 from trainers.summary import scores_table
 from trainers.worker import Plan, run_local
 
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    metrics = run_local(Plan.for_config(config))
+    try:
+        metrics = run_local(Plan.for_config(config))
+    except StartupError as error:  # a bounded wait ran out: say what it waited for, in one line
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(scores_table(metrics, config.target.task))
     return 0
 

@@ -228,10 +228,13 @@ class ScalingConfig:
     """One GPU per worker."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker."""
+    timeout_s: float = 1800.0
+    """Bound on every wait between workers (process-group rendezvous, collectives) and on a DeepSpeed op build lock."""
 
     def __post_init__(self) -> None:
         _check(self.num_workers >= 1, f"scaling.num_workers must be >= 1, got {self.num_workers}")
         _check(self.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0")
+        _check(self.timeout_s > 0, f"scaling.timeout_s must be > 0, got {self.timeout_s}")
 
 
 @dataclass

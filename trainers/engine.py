@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from trainers.config import DeepSpeedConfig, PhaseConfig
+from trainers.deepspeed_ops import StartupError, skip_unused_ops
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
 
@@ -82,17 +84,29 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [group for group in groups if group["params"]]
 
 
-def init_distributed(device: torch.device) -> None:
-    """Join the process group Ray Train / torchrun set up, or make a one-process group."""
+def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> None:
+    """Join the process group Ray Train / torchrun set up, or make one (rendezvous bounded by ``timeout_s``)."""
     import deepspeed
 
+    skip_unused_ops()
     if not torch.distributed.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
-    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        deepspeed.init_distributed(
+            dist_backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
+        )
+    except torch.distributed.DistError as error:
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StartupError(
+            f"process-group rendezvous at {where} (rank {os.environ.get('RANK')} of "
+            f"{os.environ.get('WORLD_SIZE')}) did not complete within {timeout_s:.0f}s (scaling.timeout_s): "
+            f"{first_line}"
+        ) from None
 
 
 def _free_port() -> int:

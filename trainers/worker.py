@@ -19,6 +19,7 @@ import torch
 from trainers import intermediate, target, zero_shot_eval
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key, key_fields
 from trainers.config import TransferConfig
+from trainers.deepspeed_ops import prepare_ops
 from trainers.encoders import resolve_encoder
 from trainers.engine import init_distributed
 from trainers.keys import FINISHED
@@ -102,7 +103,8 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
     config = plan.config
     _quiet_libraries()
-    init_distributed(runtime.device)
+    init_distributed(runtime.device, config.scaling.timeout_s)
+    prepare_ops(config.deepspeed.offload_optimizer, config.scaling.timeout_s)
     metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}
     checkpoint = runtime.latest_checkpoint()
     if _resume_state(checkpoint).get("phase") == DONE:

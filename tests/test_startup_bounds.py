@@ -1,0 +1,124 @@
+"""No start-up wait is endless: a dead build's lock is cleared or never touched, and live waits end in one line.
+
+A trial killed during start-up leaves torch's extension-build lock behind (``<build dir>/lock``); torch
+waits on such a file forever. These tests leave one as a killed process would and check that a run
+still completes, that the op-build lock xstilts takes is released by the kernel when its holder dies and
+bounded while its holder lives, and that a process-group rendezvous that cannot complete fails within
+``scaling.timeout_s`` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainers.deepspeed_ops import SHM_COMM_OP, TORCH_LOCK, StartupError, build_directory, build_lock
+
+RUN_LIMIT_S = 300
+
+
+def _config_file(tiny_config: Any, tmp_path: Path, overrides: list[str] | None = None) -> Path:
+    config = tiny_config(
+        tmp_path / "run", "udpos", None, ["evaluation.languages=[en,de]", *(overrides or [])]
+    )
+    path = tmp_path / "config.yaml"
+    config.save(path)
+    return path
+
+
+def test_a_stale_shm_op_lock_does_not_hang_a_run(
+    tiny_config: Any, child_env: dict[str, str], tmp_path: Path
+) -> None:
+    extensions = tmp_path / "torch_extensions"
+    (extensions / SHM_COMM_OP).mkdir(parents=True)
+    (extensions / SHM_COMM_OP / TORCH_LOCK).touch()  # what a worker killed mid-build leaves
+    env = {**child_env, "TORCH_EXTENSIONS_DIR": str(extensions)}
+    command = [sys.executable, "-m", "trainers", "--config", str(_config_file(tiny_config, tmp_path))]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_LIMIT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["finished"] == 1.0 and "zero_shot/de" in results
+    # The op was never built: its build directory holds only the stale lock.
+    assert [p.name for p in (extensions / SHM_COMM_OP).iterdir()] == [TORCH_LOCK]
+
+
+def test_a_rendezvous_that_cannot_complete_fails_in_one_line_within_its_bound(
+    tiny_config: Any, child_env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Rank 0 of a 2-rank group whose rank 1 never comes, as when a peer was killed.
+    env = {**child_env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="2")
+    config = _config_file(tiny_config, tmp_path, ["scaling.timeout_s=5"])
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "trainers", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_LIMIT_S,
+    )
+    waited = time.monotonic() - started
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: process-group rendezvous at 127.0.0.1:") and "within 5s" in last, last
+    assert "Traceback" not in result.stderr
+    assert waited < 120  # the 5 s bound plus start-up, not torch's 30-minute default
+
+
+def _hold_build_lock(extensions: Path, name: str, hold_s: float) -> subprocess.Popen[str]:
+    """A process that takes ``build_lock(name)`` and keeps it ``hold_s`` seconds (prints HELD once it has it)."""
+    code = (
+        "import sys, time\n"
+        "from trainers.deepspeed_ops import build_lock\n"
+        f"with build_lock({name!r}, timeout_s=5):\n"
+        "    print('HELD', flush=True)\n"
+        f"    time.sleep({hold_s})\n"
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "HELD"
+    return process
+
+
+def test_the_build_lock_is_released_when_its_holder_is_killed_and_clears_the_torch_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    holder = _hold_build_lock(tmp_path, "some_op", hold_s=600)
+    directory = build_directory("some_op")
+    (directory / TORCH_LOCK).touch()  # the holder "was building" when it died
+    holder.kill()
+    holder.wait(timeout=30)
+    started = time.monotonic()
+    with build_lock("some_op", timeout_s=5):
+        assert not (directory / TORCH_LOCK).exists()
+    assert time.monotonic() - started < 2
+
+
+def test_a_live_build_lock_is_waited_for_within_the_bound_then_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    holder = _hold_build_lock(tmp_path, "some_op", hold_s=600)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StartupError) as raised, build_lock("some_op", timeout_s=1.5):
+            pass
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    message = str(raised.value)
+    assert "\n" not in message and "some_op.xstilts.lock" in message and f"pid {holder.pid}" in message
+    assert 1.5 <= waited < 5
