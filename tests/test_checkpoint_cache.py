@@ -355,6 +355,34 @@ def test_wait_for_takes_over_from_a_crashed_writer(tmp_path: Path) -> None:
     assert cache.lookup("k1") == path and (path / "model.safetensors").read_text() == "weights from heir"
 
 
+def _hold_lease(root: str, ready: Any) -> None:
+    lease = CheckpointCache(root).acquire("k1", "killed-trial", ttl_s=600)
+    assert lease is not None
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_lease_whose_holder_was_killed_is_taken_over_at_once(tmp_path: Path) -> None:
+    cache = CheckpointCache(tmp_path)
+    ready = _CTX.Event()
+    holder = _CTX.Process(target=_hold_lease, args=(str(tmp_path), ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        assert cache.acquire("k1", "bob", ttl_s=600) is None  # its holder lives: not stolen
+    finally:
+        holder.kill()
+        holder.join(30)
+    info = cache.lease_info("k1")
+    assert info is not None and info.pid == holder.pid and info.expires_at is not None
+    assert info.expires_at > time.time() + 500  # a TTL wait would last ten minutes
+    start = time.monotonic()
+    path, lease = cache.wait_for("k1", poll_s=0.05, timeout_s=5, ttl_s=600, owner="heir")
+    assert path is None and lease is not None and time.monotonic() - start < 1
+    assert cache.lease_info("k1") is not None and cache.lease_info("k1").owner == "heir"  # type: ignore[union-attr]
+    lease.release()
+
+
 def test_wait_for_times_out_naming_the_key_and_the_owner(tmp_path: Path) -> None:
     cache = CheckpointCache(tmp_path)
     lease = cache.acquire("k1", "alice", ttl_s=30)

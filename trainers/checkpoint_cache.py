@@ -173,11 +173,25 @@ class LeaseInfo:
     """The file's modification time (used when its content is unreadable)."""
 
     def expired(self, now: float, grace_s: float) -> bool:
-        """True once the lease has expired; an unparseable file expires ``grace_s`` after its mtime."""
+        """True once the lease has expired or its holder on this host has died; an unparseable file
+        expires ``grace_s`` after its mtime."""
         if self.expires_at is not None:
-            return now >= self.expires_at
+            return now >= self.expires_at or self.holder_dead()
         # Empty/garbled: a creator that crashed between O_EXCL and its write, or a write in flight.
         return now >= self.mtime + grace_s
+
+    def holder_dead(self) -> bool:
+        """True if the holder ran on this host and its process is gone (a killed trial): no need to wait out
+        the TTL. Holders on other hosts cannot be checked from here; their leases expire by time."""
+        if self.host != _hostname() or self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, another user's
+        return False
 
     def describe(self) -> str:
         """One line for error messages."""
