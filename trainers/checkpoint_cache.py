@@ -8,8 +8,9 @@ NFS/EFS-like filesystem, so only operations that are atomic there are relied on:
 - publishing is ``os.rename`` of a fully written staging directory (under ``<root>/.staging``) to the
   entry's name, so a reader sees either no entry or a complete one, never a half-written one;
 - leases (``<root>/.leases/<key>.lease``) are created with ``O_CREAT | O_EXCL``, so one trial trains a
-  key while the others wait; a crashed owner's lease expires and is stolen by renaming it to a unique
-  tombstone, which only one stealer can win. Expiry times are wall-clock, so hosts sharing a cache
+  key while the others wait; a crashed owner's lease expires (at once when the owner ran on the
+  reader's host and its process is gone) and is stolen by renaming it to a unique tombstone, which
+  only one stealer can win. Expiry times are wall-clock, so hosts sharing a cache
   need clocks synchronised to well within the lease's TTL (default 600 s).
 
 Typical use by a trial::

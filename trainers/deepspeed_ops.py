@@ -38,9 +38,12 @@ class StartupError(RuntimeError):
 def skip_unused_ops() -> None:
     """Tell DeepSpeed not to build the shared-memory all-reduce op: xstilts never uses it."""
     import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
 
+    if get_accelerator().create_op_builder("ShareMemCommBuilder") is None:
+        return  # GPU accelerators have no such op; probing every op's compatibility would cost seconds
     # DeepSpeed's comm backend builds the op only if this probe result (cached in the module, and
-    # documented there as editable) marks it compatible; GPU accelerators have no such op at all.
+    # documented there as editable) marks it compatible.
     deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
 
 
