@@ -242,15 +242,15 @@ def test_hub_commonsenseqa_nested_choices_and_letter_key(hub: FakeHub, hub_confi
     }
 
 
-def test_hub_bucc_retrieval_columns_and_cap(hub: FakeHub, tmp_path: Path) -> None:
+def test_hub_retrieval_columns_and_cap(hub: FakeHub, tmp_path: Path) -> None:
     rows = [
-        {"source_sentence": f"s{i}", "target_sentence": f"t{i}", "source_lang": "de", "target_lang": "en"}
+        {"source_sentence": f"s{i}", "target_sentence": f"t{i}", "source_lang": "deu", "target_lang": "eng"}
         for i in range(5)
     ]
-    hub.add("google/xtreme", "bucc18.de", rows)
+    hub.add("google/xtreme", "tatoeba.deu", rows)
     data = DataConfig(source="hub", cache_dir=str(tmp_path / "cache"), max_eval_examples=3)
-    dataset = load_split(get_task("bucc"), "dev", "de", data)
-    assert_canonical(dataset, "bucc")
+    dataset = load_split(get_task("tatoeba"), "test", "de", data)
+    assert_canonical(dataset, "tatoeba")
     assert dataset["source"] == ["s0", "s1", "s2"]
     assert dataset["target"] == ["t0", "t1", "t2"]
 

@@ -104,9 +104,10 @@ def test_every_task_type_through_every_phase(
     if get_task(target).is_retrieval:
         for key in ("target_step", "target/trainable_params", "time/target_s"):
             assert key not in results, f"retrieval target {target} has {key}"
-        assert results["retrieval_layer"] == 1  # the middle of the tiny encoder's 2 layers
-        # No English dev set: the mean dev-split score of the language pairs stands in for en_dev.
-        assert results["en_dev"] == results["target_dev_avg"]
+        # XTREME's relative depth (XLM-R large's 14 of 24) on the tiny encoder's 2 layers.
+        assert results["retrieval_layer"] == 1
+        # No English dev set, so no en_dev; the language pairs' dev score is the oracle target_dev.
+        assert "en_dev" not in results
         assert results["target_dev_avg"] == pytest.approx(
             sum(results[f"target_dev/{x}"] for x in languages) / len(languages)
         )

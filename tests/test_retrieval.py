@@ -63,18 +63,39 @@ def test_mean_pool_of_an_all_padding_row_is_zero_not_nan() -> None:
 
 
 def test_tatoeba_accuracy_with_one_deliberately_wrong_query() -> None:
-    tgt = np.eye(5, 8)
-    src = tgt + 0.05 * np.eye(5, 8, k=5)[:, ::-1]
-    src[3] = tgt[1] + 0.1 * tgt[3]  # row 3 points at target 1: its only miss
+    src = np.eye(5, 8)
+    tgt = src + 0.05 * np.eye(5, 8, k=5)[:, ::-1]
+    tgt[3] = src[1] + 0.1 * src[3]  # English row 3 points at source 1: its only miss
     assert tatoeba_accuracy(src, tgt) == pytest.approx(80.0)
     assert tatoeba_accuracy(torch.from_numpy(src), torch.from_numpy(tgt)) == pytest.approx(80.0)
 
 
 def test_tatoeba_uses_cosine_not_dot_product() -> None:
     tgt = np.eye(4, 6)
-    src = tgt + 0.1 * tgt[0]
-    tgt[0] *= 100.0  # a long target would win every dot product, but not a cosine
+    src = tgt + 0.1 * tgt.sum(axis=0)
+    src[0] *= 100.0  # a long source would win every English query's dot product, but not a cosine
     assert tatoeba_accuracy(src, tgt) == pytest.approx(100.0)
+
+
+def test_tatoeba_queries_with_english_as_xtreme_does() -> None:
+    # Non-English side: two orthogonal sentences. English side: t0 is a "hub" near both.
+    src = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    tgt = np.array([[0.75, 0.66, 0.0], [0.0, 0.6, 0.8]])
+    # en -> xx (XTREME's similarity_search indexes xx, queries English): t0 -> s0 (0.75 > 0.66),
+    # t1 -> s1 (0.6 > 0): both right. xx -> en: s0 -> t0 right, s1 -> t0 (0.66 / 1.0 > 0.6) wrong.
+    assert retrieval.tatoeba_predictions(src, tgt) == [0, 1]
+    assert tatoeba_accuracy(src, tgt) == pytest.approx(100.0)
+    assert tatoeba_accuracy(tgt, src) == pytest.approx(50.0)  # the other direction disagrees
+
+
+def test_retrieval_layer_is_xtremes_per_encoder_family() -> None:
+    # run_tatoeba.sh: mBERT layer 7 of the last 12, XLM-R large 13 of the last 24 -> hidden states 8, 14.
+    assert retrieval.default_retrieval_layer("bert", 12) == 8
+    assert retrieval.default_retrieval_layer("xlm-roberta", 24) == 14
+    # Any other encoder: XLM-R large's relative depth, 14/24 of its layers.
+    assert retrieval.default_retrieval_layer("xlm-roberta", 12) == 7
+    assert retrieval.default_retrieval_layer("bert", 6) == 4
+    assert retrieval.default_retrieval_layer("xlm-roberta", 2) == 1
 
 
 def test_tatoeba_refuses_unaligned_sides() -> None:

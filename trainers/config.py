@@ -43,7 +43,8 @@ class ModelConfig:
     doc_stride: int = 64
     """Overlap between QA context windows."""
     retrieval_layer: int | None = None
-    """Hidden layer mean-pooled for retrieval tasks; ``None`` is the middle layer."""
+    """Hidden state mean-pooled for retrieval tasks (0 = embeddings); ``None``: XTREME's (8 for mBERT, 14
+    for XLM-R large), for other encoders the same relative depth as XLM-R large's (14/24 of the layers)."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name_or_path), "model.name_or_path must not be empty")
@@ -70,6 +71,9 @@ class DataConfig:
     max_eval_examples: int | None = None
     """Cap on evaluation examples per language (``None``: all)."""
 
+    bucc_dir: str | None = None
+    """Directory of the official BUCC 2018 files (``<lang>-en.{sample,training}.{<lang>,en,gold}``), which
+    BUCC mines whatever ``source`` says: the hub holds only its gold pairs, without the full corpora."""
     def __post_init__(self) -> None:
         _check(
             self.source in ("miniature", "hub", "local"),

@@ -140,6 +140,8 @@ def check_hub_data(config: TransferConfig) -> None:
     """With ``data.source=hub``: each dataset the run reads exists on the hub, or is cached when offline."""
     seen: set[str] = set()
     for task in _read_tasks(config):
+        if task.metric == "bucc_f1":
+            continue  # never read from the hub: check_bucc
         if task.hub is None:
             raise ConfigError(
                 f"data.source=hub: {task.name} has no hub source (licensed data): use data.source=local"
@@ -159,6 +161,33 @@ def check_hub_data(config: TransferConfig) -> None:
             raise ConfigError(f"{where}: {problem}")
 
 
+def check_bucc(config: TransferConfig) -> None:
+    """BUCC reads the official corpora in ``data.bucc_dir``: every split of every language it evaluates."""
+    target = get_task(config.target.task)
+    if target.metric != "bucc_f1":
+        return
+    if not config.data.bucc_dir:
+        if config.data.source == "hub":
+            raise ConfigError(
+                "target bucc: the hub's bucc18 configs hold only the gold pairs (no distractors: F1 is "
+                "inflated); set data.bucc_dir to a directory of the official BUCC 2018 files"
+            )
+        return  # local files and the miniature: row-aligned pairs, checked with the other local data
+    from trainers.data.bucc import bucc_dir_languages, load_bucc
+
+    have = bucc_dir_languages(config.data.bucc_dir)
+    languages = config.evaluation.languages or list(have)
+    missing = [lang for lang in languages if lang not in have]
+    if missing or not languages:
+        raise ConfigError(
+            f"data.bucc_dir {config.data.bucc_dir}: no BUCC files for {', '.join(missing) or 'any language'}"
+            f" (it has {', '.join(have) or 'none'})"
+        )
+    for lang in languages:
+        for split in ("dev", config.evaluation.split):
+            load_bucc(config.data.bucc_dir, lang, split)  # raises DataError naming the missing file
+
+
 def check_data(config: TransferConfig) -> None:
     """Every split the run reads exists in the data source (the hub: every dataset it names)."""
     if config.data.source == "hub":
@@ -175,8 +204,9 @@ def check_data(config: TransferConfig) -> None:
     if not target.is_retrieval:
         dev_task, dev_split = resolve_english_dev(target)
         needed += [(resolve_train_task(target).name, "train", "en"), (dev_task.name, dev_split, "en")]
-    have = available_languages(target, config.data)
-    languages = config.evaluation.languages or list(have)
+    bucc_files = target.metric == "bucc_f1" and bool(config.data.bucc_dir)  # check_bucc read them
+    have = () if bucc_files else available_languages(target, config.data)
+    languages = [] if bucc_files else config.evaluation.languages or list(have)
     missing = [lang for lang in languages if lang not in have]
     if missing:
         raise ConfigError(
@@ -191,4 +221,5 @@ def preflight(config: TransferConfig) -> None:
     """All checks, cheapest first; raises ``ConfigError`` or ``DataError`` with one line."""
     check_freeze_depth(config)
     check_model(config)
+    check_bucc(config)
     check_data(config)

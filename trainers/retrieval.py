@@ -2,15 +2,15 @@
 
 The model side (which hidden layer, batching) is not here: these functions take embeddings as numpy
 arrays or torch tensors. Similarities are cosine, computed as chunked matrix products (no faiss) so
-that mining a BUCC test set of ~15k sentences never materialises a full similarity matrix
-(``margin_scores`` does, for small sets and inspection).
+that mining BUCC's full corpora (hundreds of thousands of sentences a side) never materialises a full
+similarity matrix (``margin_scores`` does, for small sets and inspection).
 Scores are on a 0-100 scale, as XTREME reports them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,11 +18,18 @@ import torch
 from trainers.metrics import compute
 
 Embeddings = np.ndarray | torch.Tensor
-MinedPair = tuple[int, int, float]
-"""(source row, target row, margin score)."""
+MinedPair = tuple[Any, Any, float]
+"""(source row, target row, margin score); rows may be sentence ids instead of indices (BUCC)."""
 
-# Rows of queries scored against all keys at once: bounds memory to CHUNK x N floats.
+# The hidden state XTREME mean-pools for retrieval, by (model_type, layers): hidden_states[k], where 0
+# is the embedding output. Its scripts take layer 7 of the last 12 for mBERT and 13 of the last 24 for
+# XLM-R large (run_tatoeba.sh), i.e. hidden states 8 and 14; jiant's retrieval uses 14 for XLM-R too.
+XTREME_RETRIEVAL_LAYERS: dict[tuple[str, int], int] = {("bert", 12): 8, ("xlm-roberta", 24): 14}
+
+# Rows of queries scored against all keys at once: at most CHUNK, and at most BLOCK_FLOATS similarities
+# (1 GiB of float32), so that a block against 400k BUCC sentences stays small.
 CHUNK = 2048
+BLOCK_FLOATS = 2**28
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -43,9 +50,10 @@ def _unit_rows(embeddings: Embeddings) -> np.ndarray:
     return array / np.maximum(norms, 1e-12)
 
 
-def _chunks(n_rows: int) -> Iterator[slice]:
-    for start in range(0, n_rows, CHUNK):
-        yield slice(start, min(start + CHUNK, n_rows))
+def _chunks(n_rows: int, n_keys: int) -> Iterator[slice]:
+    size = max(1, min(CHUNK, BLOCK_FLOATS // max(n_keys, 1)))
+    for start in range(0, n_rows, size):
+        yield slice(start, min(start + size, n_rows))
 
 
 def _top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +61,7 @@ def _top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, n
     k = min(k, keys.shape[0])
     sims = np.empty((queries.shape[0], k), dtype=np.float32)
     inds = np.empty((queries.shape[0], k), dtype=np.int64)
-    for rows in _chunks(queries.shape[0]):
+    for rows in _chunks(queries.shape[0], keys.shape[0]):
         block = queries[rows] @ keys.T
         part = np.argpartition(-block, k - 1, axis=1)[:, :k]
         part_sims = np.take_along_axis(block, part, axis=1)
@@ -63,13 +71,25 @@ def _top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, n
     return sims, inds
 
 
-def tatoeba_accuracy(src: Embeddings, tgt: Embeddings) -> float:
-    """Percentage of sources whose cosine nearest target is their own translation (row i <-> row i)."""
+def default_retrieval_layer(model_type: str, n_layers: int) -> int:
+    """XTREME's hidden state for its encoders; for any other, the same relative depth as XLM-R large's."""
+    return XTREME_RETRIEVAL_LAYERS.get((model_type, n_layers), max(1, round(n_layers * 14 / 24)))
+
+
+def tatoeba_predictions(src: Embeddings, tgt: Embeddings) -> list[int]:
+    """For each English sentence (``tgt`` row), the row of its cosine-nearest non-English sentence."""
     x, y = _unit_rows(src), _unit_rows(tgt)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{x.shape[0]} sources for {y.shape[0]} targets; Tatoeba aligns row i with row i")
-    _, nearest = _top_k(x, y, 1)
-    return compute("retrieval_accuracy", nearest[:, 0].tolist(), list(range(x.shape[0])))["accuracy"]
+    # XTREME indexes the non-English side and queries it with English (similarity_search(x, y) in
+    # run_retrieval.py), as jiant does: en -> xx. The other direction differs by a point or so.
+    _, nearest = _top_k(y, x, 1)
+    return [int(i) for i in nearest[:, 0]]
+
+
+def tatoeba_accuracy(src: Embeddings, tgt: Embeddings) -> float:
+    """Percentage of English sentences whose cosine-nearest source is their translation (row i <-> i)."""
+    if len(src) != len(tgt):
+        raise ValueError(f"{len(src)} sources for {len(tgt)} targets; Tatoeba aligns row i with row i")
+    return compute("retrieval_accuracy", tatoeba_predictions(src, tgt), list(range(len(tgt))))["accuracy"]
 
 
 def _neighbourhood_means(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,16 +150,16 @@ def diagonal_pairs(n: int) -> list[tuple[int, int]]:
 
 
 def bucc_f1(
-    mined: Iterable[MinedPair], gold_pairs: Iterable[Sequence[int]], threshold: float
+    mined: Iterable[MinedPair], gold_pairs: Iterable[Sequence[Hashable]], threshold: float
 ) -> dict[str, float]:
     """Precision, recall and F1 (0-100) of the mined pairs scoring at least ``threshold``."""
     extracted = [(i, j) for i, j, score in mined if score >= threshold]
     return compute("bucc_f1", extracted, list(gold_pairs))
 
 
-def best_threshold(mined: Sequence[MinedPair], gold_pairs: Iterable[Sequence[int]]) -> float:
+def best_threshold(mined: Sequence[MinedPair], gold_pairs: Iterable[Sequence[Hashable]]) -> float:
     """The score threshold maximising F1 of ``mined`` against ``gold_pairs`` (XTREME's bucc_optimize)."""
-    gold = {(int(p[0]), int(p[1])) for p in gold_pairs}
+    gold = {(p[0], p[1]) for p in gold_pairs}
     ranked = sorted(mined, key=lambda pair: -pair[2])
     # Without any correct pair every threshold scores 0; XTREME then falls back to 0.
     best_f1, threshold = 0.0, 0.0
@@ -186,19 +206,53 @@ def evaluate_bucc(
     """Mine dev and test, tune the threshold on dev; test f1/precision/recall (0-100) and the threshold."""
     dev_pairs = _gold_or_diagonal(dev_gold, dev_src, dev_tgt, "dev")
     test_pairs = _gold_or_diagonal(test_gold, test_src, test_tgt, "test")
-    threshold = best_threshold(mine_pairs(dev_src, dev_tgt, k, retrieval), dev_pairs)
-    scores = bucc_f1(mine_pairs(test_src, test_tgt, k, retrieval), test_pairs, threshold)
-    return {**scores, "threshold": threshold}
+    return bucc_from_candidates(
+        mine_pairs(dev_src, dev_tgt, k, retrieval),
+        dev_pairs,
+        mine_pairs(test_src, test_tgt, k, retrieval),
+        test_pairs,
+    )
+
+
+def mined_ids(
+    mined: Iterable[MinedPair], source_ids: Sequence[Hashable | None], target_ids: Sequence[Hashable | None]
+) -> list[MinedPair]:
+    """Mined row pairs as (source id, target id, margin); rows without an id (repeated sentences) drop out.
+
+    As XTREME's ``read_candidate2score``: a pair mined twice keeps its higher margin.
+    """
+    best: dict[tuple[Hashable, Hashable], float] = {}
+    for i, j, score in mined:
+        source, target = source_ids[i], target_ids[j]
+        if source is not None and target is not None:
+            best[(source, target)] = max(score, best.get((source, target), score))
+    return [(source, target, score) for (source, target), score in best.items()]
+
+
+def bucc_from_candidates(
+    dev: Sequence[MinedPair],
+    dev_gold: Iterable[Sequence[Hashable]],
+    test: Sequence[MinedPair],
+    test_gold: Iterable[Sequence[Hashable]],
+) -> dict[str, float]:
+    """Test f1/precision/recall (0-100) at the threshold that maximises dev F1, and that threshold."""
+    threshold = best_threshold(dev, dev_gold)
+    return {**bucc_f1(test, test_gold, threshold), "threshold": threshold}
 
 
 __all__ = [
+    "XTREME_RETRIEVAL_LAYERS",
     "MinedPair",
     "best_threshold",
     "bucc_f1",
+    "bucc_from_candidates",
+    "default_retrieval_layer",
     "diagonal_pairs",
     "evaluate_bucc",
     "margin_scores",
     "mean_pool",
     "mine_pairs",
+    "mined_ids",
     "tatoeba_accuracy",
+    "tatoeba_predictions",
 ]
