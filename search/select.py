@@ -74,8 +74,8 @@ class Trial:
     @property
     def intermediate_task(self) -> str:
         """The searched intermediate task ("none", "mnli", "mnli+qqp"), or the one the config fixed."""
-        if "search.intermediate_task" in self.params:
-            return self.params["search.intermediate_task"]
+        if f"{tracking.SEARCHED_PREFIX}intermediate_task" in self.params:
+            return self.params[f"{tracking.SEARCHED_PREFIX}intermediate_task"]
         tasks = self.params.get("intermediate.tasks")
         return tasks.replace(",", "+") if tasks and tasks != "None" else "none"
 
@@ -92,7 +92,8 @@ class Trial:
 
     def describe(self) -> str:
         """A short label: trial id and the searched values."""
-        searched = {k[len("search.") :]: v for k, v in self.params.items() if k.startswith("search.")}
+        prefix = tracking.SEARCHED_PREFIX
+        searched = {k[len(prefix) :]: v for k, v in self.params.items() if k.startswith(prefix)}
         searched.pop("target.task", None)
         # The intermediate task first: it is what the search is mostly about.
         searched = dict(sorted(searched.items(), key=lambda kv: kv[0] != "intermediate_task"))

@@ -18,6 +18,7 @@ from ray.tune import Callback
 
 # Defined with the other import-free checks (the CLI runs them before Ray loads); used here as tracking.*.
 from search.checks import TrackingError, check_tracking_uri  # noqa: F401
+from trainers.config import flatten
 from trainers.keys import FINISHED
 
 SEARCH_TAG = "xstilts.search"
@@ -26,6 +27,13 @@ TARGET_TAG = "xstilts.target"
 STATUS_TAG = "xstilts.status"
 KIND_TAG = "xstilts.kind"
 TERMINAL = frozenset({"completed", "early_stopped", "failed"})
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""The experiment tag MLflow 3's UI reads to pick an experiment's view (its ``ExperimentKind`` values)."""
+MODEL_TRAINING = "custom_model_development"
+"""The kind whose view is the runs table with Compare, not the GenAI traces and evaluation runs."""
+SEARCHED_PREFIX = "_search."
+"""Prefix of a trial's searched parameters: the UI lists params in code-point order, where ``_`` comes
+before every lowercase key of the resolved config, so the searched ones head Compare and the column list."""
 
 
 def default_tracking_uri(root: str | Path = "mlruns") -> str:
@@ -41,14 +49,24 @@ def _client(uri: str) -> Any:
 
 
 def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
-    """The MLflow experiment ``name`` (created if missing, artifacts beside a SQLite store by default)."""
+    """The MLflow experiment ``name`` of kind model training (created if missing, artifacts beside a SQLite store by default)."""
     client = _client(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            # Made before xstilts set its kind: MLflow 3's UI would guess one (GenAI: the Traces view).
+            # A kind already set (by the UI's own switch) is the user's choice and stays.
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return str(experiment.experiment_id)
     if artifact_root is None and uri.startswith("sqlite:///"):
         artifact_root = (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
-    return str(client.create_experiment(name, artifact_location=artifact_root))
+    tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    return str(client.create_experiment(name, artifact_location=artifact_root, tags=tags))
+
+
+def trial_params(resolved: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any]:
+    """A trial's MLflow params: its flattened resolved config, and its searched point under ``SEARCHED_PREFIX``."""
+    return {**flatten(resolved), **{f"{SEARCHED_PREFIX}{key}": value for key, value in searched.items()}}
 
 
 def find_run(uri: str, experiment: str, tags: dict[str, str]) -> str | None:

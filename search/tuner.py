@@ -29,7 +29,7 @@ from search.resources import (
 )
 from search.space import DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
-from trainers.config import ConfigError, flatten
+from trainers.config import ConfigError
 from trainers.errors import UserError
 from trainers.keys import FINISHED
 
@@ -251,8 +251,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             config: dict[str, Any], trial_id: str, settings: TrialSettings = settings
         ) -> tuple[dict[str, Any], dict[str, Any]]:
             resolved = trial_config(settings, config, trial_id).to_dict()
-            flat = {**flatten(resolved), **{f"search.{k}": v for k, v in config.items()}}
-            return flat, resolved
+            return tracking.trial_params(resolved, config), resolved
 
         tracker = tracking.TrialTracker(uri, experiment, parent, name, target, params_of)
         if options.resume and tune.Tuner.can_restore(path):

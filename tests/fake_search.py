@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from search import tracking
-from trainers.config import TransferConfig, flatten
+from trainers.config import TransferConfig
 
 LANGS = ("en", "de", "es")
 
@@ -83,9 +83,9 @@ def resolved_config(config: dict[str, Any], output_dir: str = "runs/fake/trials/
 
 
 def params_of(config: dict[str, Any], trial_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What search.tuner's ``params_of`` returns: flat params + search.<param>, and the resolved dict."""
+    """What search.tuner's ``params_of`` returns: the trial's MLflow params, and the resolved dict."""
     resolved = resolved_config(config, f"runs/fake/trials/{trial_id}").to_dict()
-    return {**flatten(resolved), **{f"search.{k}": v for k, v in config.items()}}, resolved
+    return tracking.trial_params(resolved, config), resolved
 
 
 def _averages(prefix: str, scores: dict[str, float]) -> dict[str, float]:

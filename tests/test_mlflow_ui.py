@@ -23,7 +23,10 @@ import pytest
 from fake_search import demo_trials, log_search
 from servers import free_port, server
 
+from search.tracking import SEARCHED_PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
+SEARCHED_TASK = f"{SEARCHED_PREFIX}intermediate_task"
 START_LOCAL = REPO / "mlflow" / "start_local.sh"
 UI_TIMEOUT_MS = 90_000
 CHROMIUM_ARGS = [
@@ -39,7 +42,7 @@ CHROMIUM_ARGS = [
 COLUMNS = {
     "en_dev": "metrics.`en_dev`",
     "zero_shot_avg": "metrics.`zero_shot_avg`",
-    "search.intermediate_task": "params.`search.intermediate_task`",
+    SEARCHED_TASK: f"params.`{SEARCHED_TASK}`",
     "xstilts.status": "tags.`xstilts.status`",
 }
 
@@ -175,7 +178,7 @@ def test_trials_and_metrics_show_in_the_mlflow_ui(tmp_path: Path) -> None:
     assert rows["pawsx-pawsx-1"] == {
         "en_dev": "66",
         "zero_shot_avg": "51",
-        "search.intermediate_task": "mnli",
+        SEARCHED_TASK: "mnli",
         "xstilts.status": "completed",
     }
     # The early-stopped trial sorts first on its partial en_dev: why selection needs the status tag.

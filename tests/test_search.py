@@ -17,6 +17,10 @@ import pytest
 import yaml
 from studies import search_command, tiny_study, trial_runs
 
+from search.tracking import SEARCHED_PREFIX
+
+SEARCHED_TASK = f"{SEARCHED_PREFIX}intermediate_task"
+
 pytestmark = pytest.mark.slow
 
 SAMPLES = 4
@@ -85,7 +89,7 @@ def test_search_logs_one_parent_and_a_child_per_trial(world: dict[str, Any]) -> 
     assert statuses <= {"completed", "early_stopped"} and "completed" in statuses
     for run in runs:
         assert run.data.params["target.task"] == "udpos"
-        assert run.data.params["search.intermediate_task"] in ("none", "ccg")
+        assert run.data.params[SEARCHED_TASK] in ("none", "ccg")
         assert "en_dev" in run.data.metrics
         if run.data.tags["xstilts.status"] == "completed":
             for lang in ("en", "de", "ru"):
@@ -98,7 +102,7 @@ def test_search_logs_one_parent_and_a_child_per_trial(world: dict[str, Any]) -> 
 
 def test_first_search_trains_each_intermediate_key_once(world: dict[str, Any]) -> None:
     runs = trial_runs(world["uri"], "a")
-    with_intermediate = [r for r in runs if r.data.params["search.intermediate_task"] != "none"]
+    with_intermediate = [r for r in runs if r.data.params[SEARCHED_TASK] != "none"]
     # Every ccg trial shares one key (fixed intermediate settings): one checkpoint, however many trials.
     assert len(world["entries"]) == (1 if with_intermediate else 0)
     reused = [r.data.metrics.get("intermediate_reused") for r in with_intermediate]
@@ -166,5 +170,5 @@ def test_resumed_second_search_reuses_reruns_nothing_and_duplicates_no_run(world
     # Same space and seed as search A: its intermediate checkpoint is reused, none is trained.
     assert cache_entries(world["cache_dir"]) == world["entries"]
     for run in after:
-        if run.data.params["search.intermediate_task"] != "none":
+        if run.data.params[SEARCHED_TASK] != "none":
             assert run.data.metrics["intermediate_reused"] == 1.0

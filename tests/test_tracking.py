@@ -1,0 +1,55 @@
+"""How a search looks in MLflow: the experiment's kind (the UI's model-training view) and where searched params sort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fake_search import FakeTrial, fresh_store, log_search
+
+from search import tracking
+
+
+def test_a_new_experiment_opens_in_the_model_training_view(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path / "mlruns")
+    experiment = tracking.experiment_id(uri, "xstilts-kind")
+    tags = MlflowClient(tracking_uri=uri).get_experiment(experiment).tags
+    assert tags[tracking.EXPERIMENT_KIND_TAG] == tracking.MODEL_TRAINING == "custom_model_development"
+
+
+def test_an_older_experiment_gets_the_kind_and_a_chosen_kind_stays(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    untagged = client.create_experiment("xstilts-old")
+    chosen = client.create_experiment("xstilts-chosen", tags={tracking.EXPERIMENT_KIND_TAG: "finetuning"})
+
+    assert tracking.experiment_id(uri, "xstilts-old") == untagged
+    assert tracking.experiment_id(uri, "xstilts-chosen") == chosen
+
+    assert client.get_experiment(untagged).tags[tracking.EXPERIMENT_KIND_TAG] == tracking.MODEL_TRAINING
+    assert client.get_experiment(chosen).tags[tracking.EXPERIMENT_KIND_TAG] == "finetuning"
+
+
+def test_searched_params_head_the_ui_s_param_list(tmp_path: Path) -> None:
+    """The UI lists param keys with JavaScript's default sort (code-point order): the searched ones come first."""
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path / "mlruns")
+    trial = FakeTrial("t0", "pawsx", intermediate="mnli", freeze_depth=1, learning_rate=2e-3)
+    run_id = log_search(uri, "sorted", [trial])["t0"]
+    params = MlflowClient(tracking_uri=uri).get_run(run_id).data.params
+
+    searched = [key for key in params if key.startswith(tracking.SEARCHED_PREFIX)]
+    assert sorted(params)[: len(searched)] == sorted(searched)
+    assert {key.removeprefix(tracking.SEARCHED_PREFIX) for key in searched} == {
+        "intermediate_task",
+        "intermediate.learning_rate",
+        "target.freeze_depth",
+        "target.learning_rate",
+        "target.task",
+    }
+    assert params[f"{tracking.SEARCHED_PREFIX}intermediate_task"] == "mnli"
+    assert params["target.learning_rate"] == params[f"{tracking.SEARCHED_PREFIX}target.learning_rate"]
