@@ -174,16 +174,16 @@ def qa_row(id_: str, context: str = "Paris is in France.", answer: str = "France
 
 
 def test_hub_xquad_nested_answers(hub: FakeHub, hub_config: DataConfig) -> None:
-    hub.add("google/xquad", "xquad.es", [qa_row("q1")], QA_FEATURES)
+    hub.add("google/xtreme", "XQuAD.es", [qa_row("q1")], QA_FEATURES)
     dataset = load_split(get_task("xquad"), "test", "es", hub_config)
-    assert hub.calls == [("google/xquad", "xquad.es", "validation")]
+    assert hub.calls == [("google/xtreme", "XQuAD.es", "validation")]
     assert_canonical(dataset, "xquad")
     assert dataset[0]["answers"] == {"text": ["France"], "answer_start": [12]}
 
 
 def test_hub_tydiqa_filters_rows_by_id_prefix(hub: FakeHub, hub_config: DataConfig) -> None:
     rows = [qa_row("english-1"), qa_row("arabic-2"), qa_row("english-3"), qa_row("finnish-4")]
-    hub.add("google-research-datasets/tydiqa", "secondary_task", rows, QA_FEATURES)
+    hub.add("google/xtreme", "tydiqa", rows, QA_FEATURES)
     english = load_split(get_task("tydiqa"), "test", "en", hub_config)
     arabic = load_split(get_task("tydiqa"), "train", "ar", hub_config)
     assert english["id"] == ["english-1", "english-3"]
@@ -215,13 +215,66 @@ def test_hub_hellaswag_string_label_and_endings(hub: FakeHub, hub_config: DataCo
     }
 
 
-def test_hub_cosmosqa_gathers_answer_columns(hub: FakeHub, hub_config: DataConfig) -> None:
+def test_local_cosmosqa_gathers_answer_columns(local: DataConfig) -> None:
     row = {"id": "c", "context": "ctx", "question": "q?", "label": 1} | {
         f"answer{i}": f"a{i}" for i in range(4)
     }
-    hub.add("allenai/cosmos_qa", None, [row])
-    dataset = load_split(get_task("cosmosqa"), "train", "en", hub_config)
+    local_file(local, "cosmosqa", "en", "train", [row])
+    dataset = load_split(get_task("cosmosqa"), "train", "en", local)
     assert dataset[0] == {"context": "ctx", "question": "q?", "choices": ["a0", "a1", "a2", "a3"], "label": 1}
+
+
+def test_script_only_hub_dataset_is_one_data_error_before_any_download(
+    hub: FakeHub, hub_config: DataConfig
+) -> None:
+    # allenai/cosmos_qa is a loading script, which datasets 5 refuses.
+    with pytest.raises(DataError, match=r"^cosmosqa: allenai/cosmos_qa is a script-based hub dataset"):
+        load_split(get_task("cosmosqa"), "train", "en", hub_config)
+    assert hub.calls == []
+
+
+def test_hub_refusals_become_one_line_data_errors(
+    hub_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(message: str, kind: type[Exception]) -> Any:
+        def load(*args: Any, **kwargs: Any) -> Any:
+            raise kind(message)
+
+        return load
+
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        refuse("Dataset scripts are no longer supported, but found x.py", RuntimeError),
+    )
+    with pytest.raises(DataError, match="script-based hub dataset") as error:
+        load_split(get_task("mnli"), "dev", "en", hub_config)
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(
+        datasets, "load_dataset", refuse('Unknown split "validation". Should be one of', ValueError)
+    )
+    with pytest.raises(DataError, match=r"udpos: google/xtreme \(udpos.German\) has no split 'validation'"):
+        load_split(get_task("udpos"), "dev", "de", hub_config)
+
+
+def test_hub_languages_without_a_dev_split_fail_before_any_download(
+    hub: FakeHub, hub_config: DataConfig
+) -> None:
+    # google/xtreme's udpos.Kazakh has train and test only, udpos.Thai test only.
+    with pytest.raises(DataError, match=r"^udpos: no split 'dev' for 'kk' on the hub \(udpos.Kazakh\)$"):
+        load_split(get_task("udpos"), "dev", "kk", hub_config)
+    with pytest.raises(DataError, match="no split 'dev' for 'th'"):
+        load_split(get_task("udpos"), "dev", "th", hub_config)
+    assert hub.calls == []
+
+
+def test_every_hub_entry_says_how_its_id_was_verified() -> None:
+    from trainers.tasks import TASKS
+
+    for task in TASKS.values():
+        if task.hub is not None:
+            assert task.hub.verified, f"{task.name} ({task.hub.path}) has no verification note"
+            assert task.hub.script_only == task.hub.verified.startswith("script only"), task.name
 
 
 def test_hub_commonsenseqa_nested_choices_and_letter_key(hub: FakeHub, hub_config: DataConfig) -> None:

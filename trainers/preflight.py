@@ -37,6 +37,22 @@ def check_freeze_depth(config: TransferConfig) -> None:
             raise ConfigError(
                 f"{where}.freeze_depth={depth} is out of range: {config.model.name_or_path} has {layers} layers (0..{layers})"
             )
+    retrieval_layer = config.model.retrieval_layer
+    if retrieval_layer is not None and retrieval_layer > layers:
+        raise ConfigError(
+            f"model.retrieval_layer={retrieval_layer} is out of range: {config.model.name_or_path} has "
+            f"{layers} layers (0..{layers}, 0 is the embeddings)"
+        )
+
+
+def check_input_dirs(config: TransferConfig) -> None:
+    """A data directory the config names exists, whether or not this target reads it (a typo fails now)."""
+    named = {"data.bucc_dir": getattr(config.data, "bucc_dir", None)}
+    if config.data.source == "local":
+        named["data.data_dir"] = config.data.data_dir
+    for key, value in named.items():
+        if value and not Path(value).expanduser().is_dir():
+            raise ConfigError(f"{key} {value} is not a directory")
 
 
 def hub_offline() -> bool:
@@ -146,6 +162,11 @@ def check_hub_data(config: TransferConfig) -> None:
             raise ConfigError(
                 f"data.source=hub: {task.name} has no hub source (licensed data): use data.source=local"
             )
+        if task.hub.script_only:
+            raise ConfigError(
+                f"data.source=hub: {task.name} ({task.hub.path}) is a script-based hub dataset, which "
+                "datasets 5 no longer loads; use data.source=local with its files"
+            )
         if task.hub.path in seen:
             continue
         seen.add(task.hub.path)
@@ -220,6 +241,7 @@ def check_data(config: TransferConfig) -> None:
 def preflight(config: TransferConfig) -> None:
     """All checks, cheapest first; raises ``ConfigError`` or ``DataError`` with one line."""
     check_freeze_depth(config)
+    check_input_dirs(config)
     check_model(config)
     check_bucc(config)
     check_data(config)

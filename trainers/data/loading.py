@@ -158,7 +158,16 @@ def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
         raise DataError(f"{task.name}: no split {split!r} on the hub; splits: {', '.join(task_splits(task))}")
     if language not in task.languages or (hub.id_prefix and language not in hub.id_prefix):
         raise DataError(f"{task.name}: no language {language!r}; languages: {', '.join(task.languages)}")
-    dataset = datasets.load_dataset(hub.path, hub.config_for(language), split=hub.splits[split])
+    if hub.script_only:
+        raise DataError(
+            f"{task.name}: {hub.path} is a script-based hub dataset, which datasets {datasets.__version__} "
+            "no longer loads; use data.source=local with its files"
+        )
+    if split in hub.missing_splits.get(language, ()):
+        raise DataError(
+            f"{task.name}: no split {split!r} for {language!r} on the hub ({hub.config_for(language)})"
+        )
+    dataset = _hub_dataset(task, hub.path, hub.config_for(language), hub.splits[split])
     if not isinstance(dataset, datasets.Dataset):
         raise DataError(f"{task.name}: {hub.path} split {hub.splits[split]!r} is not a single dataset")
     where = f"hub dataset {hub.path} ({hub.config_for(language)})"
@@ -174,6 +183,23 @@ def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
             new_fingerprint=stable_hash([dataset._fingerprint, "id-prefix", prefix]),
         )
     return dataset
+
+
+def _hub_dataset(task: TaskSpec, path: str, config: str | None, split: str) -> Any:
+    """``datasets.load_dataset``, with the hub's refusals as one-line DataErrors instead of tracebacks."""
+    try:
+        return datasets.load_dataset(path, config, split=split)
+    except RuntimeError as error:
+        if "scripts are no longer supported" not in str(error):
+            raise
+        raise DataError(
+            f"{task.name}: {path} is a script-based hub dataset, which datasets {datasets.__version__} "
+            "no longer loads; use data.source=local with its files"
+        ) from None
+    except ValueError as error:
+        if "Unknown split" not in str(error):
+            raise
+        raise DataError(f"{task.name}: {path} ({config}) has no split {split!r}") from None
 
 
 # -- column mapping ------------------------------------------------------------------------------

@@ -49,6 +49,12 @@ class HubSource:
     """Language -> the hub's code for it, where the hub does not use the ISO 639-1 code."""
     id_prefix: dict[str, str] = field(default_factory=dict)
     """Language -> prefix of the ``id`` column, for hub datasets that mix languages in one config."""
+    missing_splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Language -> our splits its hub config lacks (UD Kazakh has no dev split, Thai only a test split)."""
+    verified: str = ""
+    """How the hub id was checked to load with ``datasets`` 5 (parquet files, no loading script)."""
+    script_only: bool = False
+    """The hub repo holds only a loading script, which ``datasets`` 5 refuses: use local files."""
 
     def config_for(self, language: str) -> str | None:
         """The hub config name holding ``language``."""

@@ -6,12 +6,14 @@ from trainers.tasks._spec import HubSource, TaskSpec, TaskType
 from trainers.tasks.xtreme import NLI_LABELS, QA_COLUMNS
 
 NLI_COLUMNS = {"text_a": "premise", "text_b": "hypothesis", "label": "label"}
+GLUE = "parquet: <config>/*.parquet on main (hub commit 'Convert dataset to Parquet (#16)')"
+UNVERIFIED = "unverified here: no listing of its files was found (believed parquet)"
 
 INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="mnli",
         type=TaskType.PAIR_CLASSIFICATION,
-        hub=HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}),
+        hub=HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}, verified=GLUE),
         columns=NLI_COLUMNS,
         label_names=NLI_LABELS,
         role="intermediate",
@@ -21,7 +23,10 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         name="anli",
         type=TaskType.PAIR_CLASSIFICATION,
         hub=HubSource(
-            "facebook/anli", None, {"train": "train_r1+train_r2+train_r3", "dev": "dev_r1+dev_r2+dev_r3"}
+            "facebook/anli",
+            None,
+            {"train": "train_r1+train_r2+train_r3", "dev": "dev_r1+dev_r2+dev_r3"},
+            verified="parquet: plain_text/*.parquet on main (hub commit 'Convert dataset to Parquet (#5)')",
         ),
         columns=NLI_COLUMNS,
         label_names=NLI_LABELS,
@@ -31,7 +36,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="qqp",
         type=TaskType.PAIR_CLASSIFICATION,
-        hub=HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}),
+        hub=HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}, verified=GLUE),
         columns={"text_a": "question1", "text_b": "question2", "label": "label"},
         label_names=("not_duplicate", "duplicate"),
         metric="f1_binary",
@@ -41,7 +46,12 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="sst2",
         type=TaskType.SINGLE_CLASSIFICATION,
-        hub=HubSource("stanfordnlp/sst2", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource(
+            "stanfordnlp/sst2",
+            None,
+            {"train": "train", "dev": "validation"},
+            verified="parquet: data/*.parquet on main (hub commit 'Convert dataset to Parquet (#7)')",
+        ),
         columns={"text_a": "sentence", "label": "label"},
         label_names=("negative", "positive"),
         role="intermediate",
@@ -50,7 +60,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="squad_v1",
         type=TaskType.SPAN_QA,
-        hub=HubSource("rajpurkar/squad", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource("rajpurkar/squad", None, {"train": "train", "dev": "validation"}, verified=UNVERIFIED),
         columns=QA_COLUMNS,
         metric="squad",
         role="both",
@@ -59,7 +69,9 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="squad_v2",
         type=TaskType.SPAN_QA,
-        hub=HubSource("rajpurkar/squad_v2", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource(
+            "rajpurkar/squad_v2", None, {"train": "train", "dev": "validation"}, verified=UNVERIFIED
+        ),
         columns=QA_COLUMNS,
         metric="squad_v2",
         role="intermediate",
@@ -68,7 +80,12 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="hellaswag",
         type=TaskType.MULTIPLE_CHOICE,
-        hub=HubSource("Rowan/hellaswag", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource(
+            "Rowan/hellaswag",
+            None,
+            {"train": "train", "dev": "validation"},
+            verified="parquet (issue 9's check)",
+        ),
         columns={"context": "ctx", "choices": "endings", "label": "label"},
         label_names=("0", "1", "2", "3"),
         role="intermediate",
@@ -77,7 +94,13 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="cosmosqa",
         type=TaskType.MULTIPLE_CHOICE,
-        hub=HubSource("allenai/cosmos_qa", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource(
+            "allenai/cosmos_qa",
+            None,
+            {"train": "train", "dev": "validation"},
+            verified="script only: the repo lists cosmos_qa.py and no data files; no parquet mirror found",
+            script_only=True,
+        ),
         columns={
             "context": "context",
             "question": "question",
@@ -91,7 +114,9 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="commonsenseqa",
         type=TaskType.MULTIPLE_CHOICE,
-        hub=HubSource("tau/commonsense_qa", None, {"train": "train", "dev": "validation"}),
+        hub=HubSource(
+            "tau/commonsense_qa", None, {"train": "train", "dev": "validation"}, verified=UNVERIFIED
+        ),
         columns={"question": "question", "choices": "choices.text", "label": "answerKey"},
         label_names=("A", "B", "C", "D", "E"),
         role="intermediate",
