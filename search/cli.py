@@ -83,6 +83,8 @@ def search_summary(outcomes: list[Any], options: Any) -> str:
         lines.append(
             f"  best trial {best['trial_id']}: " + ", ".join(f"{k}={v}" for k, v in best["config"].items())
         )
+        # Retrieval targets report no en_dev (no English dev set; docs/selection.md).
+        en_dev = "n/a" if best["en_dev"] is None else f"{best['en_dev']:.2f}"
         lines.append(
             f"  en_dev={best['en_dev']:.2f}  zero_shot_avg={best['zero_shot_avg']:.2f}  "
             f"intermediate reused={bool(best['intermediate_reused'])}"

@@ -8,6 +8,11 @@ scores are not comparable) by an explicit criterion:
 - ``target_dev``: ``target_dev_avg_non_en``, the mean over the target-language dev sets, an oracle
   that uses target-language labels.
 
+Retrieval targets (BUCC, Tatoeba) have no English dev set, so ``en_dev`` cannot rank them; BUCC's
+``target_dev`` is its dev F1 at a threshold tuned on that dev set (an oracle), and XTREME's Tatoeba has
+no dev split at all. A target no metric can rank is reported as not selected, and the other targets
+are selected as usual.
+
 Both rankings' winners are always shown, with how often they disagree (Keung et al. 2020, "Don't
 use English dev"). The winner's resolved TransferConfig (its ``config.yaml`` artifact) is written
 atomically to ``<out>/<target>.yaml``, which ``xstilts run --config`` runs as is; the winning run is
@@ -56,6 +61,18 @@ STATUSES = ("completed", "early_stopped", "failed", "running")
 
 class SelectionError(UserError, ValueError):
     """A selection that cannot be made (one line: what is wrong and what exists)."""
+
+
+class NoSelectionMetric(SelectionError):
+    """A target whose completed trials lack the criterion's metric: reported, the others still selected."""
+
+
+RETRIEVAL_NOTE = (
+    "a retrieval target has no English dev set, so no en_dev; its target_dev is the language pairs' dev "
+    "score where a dev split exists (BUCC: dev F1 at a threshold tuned on that dev set, an oracle; "
+    "XTREME's Tatoeba has no dev split, so nothing ranks it)"
+)
+"""Why a retrieval target may have no selection metric (docs/selection.md says the same)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,8 @@ class Selection:
     targets: list[TargetSelection]
     run_id: str | None = None
     """The summary run (xstilts.kind=selection)."""
+    not_selected: dict[str, str] = field(default_factory=dict)
+    """Targets that no completed trial's metric can rank -> why, in one line."""
 
     @property
     def disagreements(self) -> int:
@@ -372,10 +391,16 @@ def check_rankable(target: str, trials: list[Trial], criterion: str) -> dict[str
     if not rankings[criterion]:
         metric = CRITERIA[criterion]
         hint = f"; try --criterion {other(criterion)}" if rankings[other(criterion)] else ""
-        raise SelectionError(
+        raise NoSelectionMetric(
             f"target {target}: no completed trial has the metric {metric} (criterion {criterion}){hint}"
         )
     return rankings
+
+
+def _is_retrieval(target: str) -> bool:
+    from trainers.tasks import TASKS
+
+    return target in TASKS and TASKS[target].is_retrieval
 
 
 # -- configs and files ----------------------------------------------------------------------------
@@ -517,15 +542,24 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | N
     if not targets:
         raise SelectionError(f"search {options.search} has no trials yet")
     selected = []
+    not_selected: dict[str, str] = {}
     for target in targets:
         mine = [t for t in trials if t.target == target]
-        rankings = check_rankable(target, mine, options.criterion)
+        try:
+            rankings = check_rankable(target, mine, options.criterion)
+        except NoSelectionMetric as error:
+            # One target without a selection metric (Tatoeba) must not cost the others their selection.
+            not_selected[target] = str(error) + (f"; {RETRIEVAL_NOTE}" if _is_retrieval(target) else "")
+            continue
         winner = rankings[options.criterion][0]
         selected.append(
             TargetSelection(target, options.criterion, mine, rankings, winner, load_config(client, winner))
         )
+    if not selected:
+        raise SelectionError(next(iter(not_selected.values())))
     uri = options.tracking_uri or tracking.default_tracking_uri()
-    return Selection(options.search, options.criterion, uri, selected), client, experiment, parent
+    selection = Selection(options.search, options.criterion, uri, selected, not_selected=not_selected)
+    return selection, client, experiment, parent
 
 
 def select(options: SelectOptions) -> Selection:
@@ -690,6 +724,8 @@ def _summary_lines(selection: Selection) -> list[str]:
         if selected.path is not None:
             selected_line += f" -> {selected.path}"
         lines.append(selected_line)
+    for target, reason in selection.not_selected.items():
+        lines.append(f"{target}: NOT SELECTED: {reason}")
     lines.append(
         f"the en_dev and target_dev winners disagree on {selection.disagreements} of "
         f"{selection.comparable} target(s) (Keung et al. 2020: English dev selection is unreliable for transfer)"

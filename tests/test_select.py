@@ -247,6 +247,27 @@ def test_criterion_metric_missing(tmp_path: Path) -> None:
     assert "target_dev winner n/a" in sel.format_selection(selection)
 
 
+def test_a_target_without_a_selection_metric_is_reported_and_the_others_selected(tmp_path: Path) -> None:
+    # XTREME's Tatoeba: no English dev set (no en_dev) and no dev split (no target_dev); BUCC: no en_dev,
+    # but a target_dev (dev F1 at a threshold tuned on that dev set, an oracle).
+    uri = fresh_store(tmp_path / "mlruns")
+    tatoeba = [FakeTrial("t0", "tatoeba", "none", en_dev=None, zero_shot={"de": 40.0, "es": 45.0})]
+    bucc = [FakeTrial("b0", "bucc", "mnli", en_dev=None, target_dev={"de": 70.0}, zero_shot={"de": 68.0})]
+    log_search(uri, "s", [*demo_trials("pawsx"), *tatoeba, *bucc])
+    selection = sel.select(options(uri, tmp_path / "best"))
+    assert [t.target for t in selection.targets] == ["pawsx"]
+    assert (tmp_path / "best" / "pawsx.yaml").is_file()
+    assert not (tmp_path / "best" / "tatoeba.yaml").exists()
+    assert set(selection.not_selected) == {"tatoeba", "bucc"}
+    output = sel.format_selection(selection)
+    assert "tatoeba: NOT SELECTED: target tatoeba: no completed trial has the metric en_dev" in output
+    assert "a retrieval target has no English dev set" in output
+    # The oracle criterion ranks BUCC by its dev F1; Tatoeba has nothing to rank on either way.
+    oracle = sel.plan_selection(options(uri, tmp_path, criterion="target_dev"))[0]
+    assert {t.target for t in oracle.targets} == {"pawsx", "bucc"}
+    assert set(oracle.not_selected) == {"tatoeba"}
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -61,3 +61,17 @@ def test_tatoeba_direction_on_real_pairs(code: str) -> None:
     assert en_to_xx == pytest.approx(oracle_accuracy, abs=0.2)
     # On real pairs the directions differ (here deu 18.4 vs 15.3, spa 17.2 vs 18.1): only en -> xx is XTREME's.
     assert en_to_xx != pytest.approx(xx_to_en, abs=0.05)
+
+
+def test_search_summary_of_a_retrieval_target_without_en_dev() -> None:
+    from types import SimpleNamespace
+
+    from search.cli import search_summary
+
+    best = {"trial_id": "t0", "config": {"intermediate_task": "mnli"}, "en_dev": None}
+    best |= {"zero_shot_avg": 41.5, "intermediate_reused": 0.0}
+    outcome = SimpleNamespace(
+        search="s", target="tatoeba", trials=1, completed=1, early_stopped=0, failed=0, best=best
+    )
+    text = search_summary([outcome], SimpleNamespace(tracking_uri="sqlite:///x.db"))
+    assert "en_dev=n/a  zero_shot_avg=41.50" in text
