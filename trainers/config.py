@@ -48,6 +48,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.name_or_path), "model.name_or_path must not be empty")
+        _check(
+            self.retrieval_layer is None or self.retrieval_layer >= 0,
+            f"model.retrieval_layer must be >= 0 (0 is the embeddings), got {self.retrieval_layer}",
+        )
         _check(self.max_seq_length >= 16, f"model.max_seq_length must be >= 16, got {self.max_seq_length}")
         _check(
             0 < self.doc_stride < self.max_seq_length,
@@ -432,5 +436,6 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is str:
         _check(isinstance(value, str), f"{where} must be a string, got {value!r}")
+        _check(bool(value.strip()), f"{where} must not be empty (leave it out for the default)")
         return value
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -46,13 +47,19 @@ def check_freeze_depth(config: TransferConfig) -> None:
 
 
 def check_input_dirs(config: TransferConfig) -> None:
-    """A data directory the config names exists, whether or not this target reads it (a typo fails now)."""
-    named = {"data.bucc_dir": getattr(config.data, "bucc_dir", None)}
-    if config.data.source == "local":
-        named["data.data_dir"] = config.data.data_dir
-    for key, value in named.items():
-        if value and not Path(value).expanduser().is_dir():
-            raise ConfigError(f"{key} {value} is not a directory")
+    """Every ``data.*_dir`` the run reads from exists, whether or not this target reads it (a typo fails now).
+
+    Not inputs: ``cache_dir`` (written), and ``data_dir`` unless ``source=local`` (the miniature is written there).
+    """
+    for field in dataclasses.fields(config.data):
+        value = getattr(config.data, field.name)
+        output = field.name == "cache_dir" or (field.name == "data_dir" and config.data.source != "local")
+        if not field.name.endswith("_dir") or output or not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            problem = "is not a directory" if path.exists() else "does not exist"
+            raise ConfigError(f"data.{field.name} {path} {problem}")
 
 
 def hub_offline() -> bool:
