@@ -202,6 +202,10 @@ class TargetConfig(PhaseConfig):
 
     task: str = "xnli"
     """The XTREME target task."""
+    eval_target_dev: bool = False
+    """At each periodic evaluation also score every language's dev split (``target_dev/<lang>`` and its
+    averages): oracle learning curves, for the recorded search benchmark, at the cost of evaluating
+    every language each time."""
 
     def __post_init__(self) -> None:
         self.validate("target")

@@ -8,19 +8,35 @@ so trials with and without an intermediate phase are compared on the same axis.
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from trainers import _loop, _phase
 from trainers.config import TargetConfig, TransferConfig
-from trainers.data import collate, resolve_english_dev, resolve_train_task
+from trainers.data import DataError, collate, resolve_english_dev, resolve_train_task
 from trainers.evaluation import evaluate
 from trainers.metrics import primary
 from trainers.modeling import HeadSpec
-from trainers.prepare import eval_set, label_names_for, load_tokenizer, train_features
+from trainers.prepare import EvalSet, eval_set, label_names_for, load_tokenizer, train_features
 from trainers.runtime import Runtime
-from trainers.tasks import get_task
+from trainers.tasks import TaskSpec, get_task
 
 PHASE = "target"
+
+
+def _target_dev_sets(
+    config: TransferConfig, target: TaskSpec, tokenizer: Any, labels: tuple[str, ...]
+) -> list[EvalSet]:
+    """Every evaluated language's dev split that exists (for ``target.eval_target_dev``)."""
+    from trainers.zero_shot_eval import languages
+
+    sets = []
+    for lang in languages(config, target):
+        try:
+            sets.append(eval_set(config, target, "dev", lang, tokenizer, labels))
+        except DataError:
+            continue  # no dev split in this language: the curve averages the others
+    return sets
 
 
 def run(
@@ -53,9 +69,18 @@ def run(
     pad_id = tokenizer.pad_token_id
     eval_batch = config.evaluation.batch_size
 
+    dev_sets = _target_dev_sets(config, target, tokenizer, labels) if phase.eval_target_dev else []
+
     def english_dev() -> dict[str, float]:
         scores = evaluate(engine, target.name, dev, labels, eval_batch, pad_id, runtime.device)
-        return {"en_dev": primary(dev_task.metric, scores), **{f"en_dev/{k}": v for k, v in scores.items()}}
+        out = {"en_dev": primary(dev_task.metric, scores), **{f"en_dev/{k}": v for k, v in scores.items()}}
+        for data in dev_sets:
+            lang_scores = evaluate(engine, target.name, data, labels, eval_batch, pad_id, runtime.device)
+            out[f"target_dev/{data.language}"] = primary(target.metric, lang_scores)
+        foreign = [out[f"target_dev/{d.language}"] for d in dev_sets if d.language != "en"]
+        if foreign:
+            out["target_dev_avg_non_en"] = mean(foreign)
+        return out
 
     # Train, evaluating and checkpointing on their cadences.
     loss = float("nan")
