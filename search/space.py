@@ -406,7 +406,12 @@ class SearchSpace:
             else:
                 _set_dotted(data, key, value)
         data.setdefault("target", {})["task"] = target
-        if intermediate == NO_INTERMEDIATE:
+        searched_tasks = INTERMEDIATE_TASK in searched
+        if intermediate is None and searched_tasks and not (data.get("intermediate") or {}).get("tasks"):
+            # A point that leaves the intermediate task to the sampler (e.g. the base config of a space
+            # with no seeded points) has no intermediate phase, not one without tasks.
+            data["intermediate"] = None
+        elif intermediate == NO_INTERMEDIATE:
             data["intermediate"] = None
         elif intermediate is not None:
             section = data.get("intermediate") or {}

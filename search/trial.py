@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.launch import ray_address_pinned, trainer_for
 from search.space import SearchSpace
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
 from trainers.config import TransferConfig
-from trainers.worker import Plan
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,11 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     """Tune's function trainable: plan the phases, wait for or lease the intermediate, fit the job."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    # Here, not at the top: the trainer stack (torch, DeepSpeed) is what a real trial needs, and importing
+    # this module for TrialSettings or trial_config (the driver, a replayed trial) must not pay for it.
+    from search.launch import ray_address_pinned, trainer_for
+    from trainers.worker import Plan
 
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(settings, params, trial_id)
