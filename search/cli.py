@@ -266,12 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="only this target of the space (repeatable)",
     )
+    search.add_argument(
+        "--stall-after",
+        dest="stall_after_s",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="warn about a running trial that has reported nothing for this long and tag its MLflow run "
+        "xstilts.stalled (default: 1800; 0: never)",
+    )
     search.set_defaults(func=cmd_search)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(func=cmd_tasks)
     add_select_parser(commands)
     add_report_parser(commands)
+    from search.score import add_score_parser  # light: the metric libraries load in its handler
+
+    add_score_parser(commands)
     return parser
 
 

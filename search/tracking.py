@@ -8,9 +8,10 @@ same runs instead of duplicating them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ TRIAL_TAG = "xstilts.trial_id"
 TARGET_TAG = "xstilts.target"
 STATUS_TAG = "xstilts.status"
 KIND_TAG = "xstilts.kind"
+STALLED_TAG = "xstilts.stalled"
+"""Set on a running trial's run while it has reported nothing for longer than the watchdog's bound."""
 TERMINAL = frozenset({"completed", "early_stopped", "failed"})
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment tag MLflow 3's UI reads to pick an experiment's view (its ``ExperimentKind`` values)."""
@@ -85,6 +88,22 @@ def parent_run(uri: str, experiment: str, search: str, params: dict[str, Any]) -
     run = client.create_run(experiment, run_name=search, tags={SEARCH_TAG: search, KIND_TAG: "search"})
     log_params(client, run.info.run_id, params)
     return str(run.info.run_id)
+
+
+@contextlib.contextmanager
+def search_run(uri: str, experiment: str, search: str, params: dict[str, Any]) -> Iterator[str]:
+    """The parent run, RUNNING while the body runs (re-opened on ``--resume``), then FINISHED or FAILED."""
+    run_id = parent_run(uri, experiment, search, params)
+    client = _client(uri)
+    if client.get_run(run_id).info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    try:
+        yield run_id
+    except BaseException:
+        # Ctrl-C too: MLflow's own start_run context ends a run FAILED on any exception.
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
 
 
 def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
@@ -211,9 +230,23 @@ class TrialTracker(Callback):
         """The trial failed (after its retries)."""
         self._finish(trial, "failed", "FAILED")
 
+    def flag_stalled(self, trial: Any, silent_s: float) -> None:
+        """Tag the trial's run: it has reported nothing for ``silent_s`` (``StallWatch``'s ``on_stall``)."""
+        run_id = self.run_id(trial)
+        if run_id not in self.closed:
+            self.client.set_tag(run_id, STALLED_TAG, f"no report for {silent_s:.0f} s")
+
+    def clear_stalled(self, trial: Any) -> None:
+        """Remove the stall tag once the trial reports again."""
+        run_id = self.run_id(trial)
+        if run_id not in self.closed:
+            self.client.delete_tag(run_id, STALLED_TAG)
+
     def _finish(self, trial: Any, status: str, mlflow_status: str) -> None:
         run_id = self.run_id(trial)
         if run_id in self.closed:
             return
+        if status != "failed" and STALLED_TAG in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, STALLED_TAG)  # it moved on; on a failure the tag is evidence
         self.client.set_tag(run_id, STATUS_TAG, status)
         self.client.set_terminated(run_id, status=mlflow_status)

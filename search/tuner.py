@@ -29,6 +29,7 @@ from search.resources import (
 )
 from search.space import DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
+from search.watchdog import StallWatch
 from trainers.config import ConfigError
 from trainers.errors import UserError
 from trainers.keys import FINISHED
@@ -40,6 +41,10 @@ TRIAL_RETRIES = 2
 
 class SearchError(UserError, RuntimeError):
     """A search that cannot start or resume (one line)."""
+
+
+class SearchInterrupted(SearchError):
+    """The search was stopped (Ctrl-C) before every study finished; ``--resume`` continues it."""
 
 
 @dataclass
@@ -62,6 +67,8 @@ class SearchOptions:
     """Override the value derived from the cluster's resources."""
     targets: list[str] = field(default_factory=list)
     """Only these targets of the space (default: all)."""
+    stall_after_s: float = 1800.0
+    """Flag a running trial that has reported nothing for this long (0: never)."""
 
 
 @dataclass
@@ -177,6 +184,13 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
     )
 
 
+def _watchdog(stall_after_s: float, tracker: tracking.TrialTracker) -> list[Any]:
+    """The stall watchdog (tagging runs through ``tracker``), or none when ``stall_after_s`` is 0."""
+    if stall_after_s <= 0:
+        return []
+    return [StallWatch(stall_after_s, tracker.flag_stalled, tracker.clear_stalled)]
+
+
 def run_search(options: SearchOptions) -> list[StudyOutcome]:
     """Run (or resume) every target's study; return what each found."""
     from ray import tune
@@ -228,54 +242,61 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             "--cache-root or XSTILTS_CACHE"
         )
     experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
-    parent = tracking.parent_run(
-        uri, experiment, name, {"space": options.space, "targets": ",".join(targets)}
-    )
     outcomes = []
-    for target in targets:
-        settings = TrialSettings(
-            space=space,
-            target=target,
-            search=name,
-            cache_root=cache_root,
-            train_storage=f"{storage}/{name}/train",
-        )
-        # The trial function only waits on its Train job, whose workers hold the real resources; Tune
-        # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, settings=settings), trial_driver_resources(reach.total)
-        )
-        path = f"{storage}/{name}/{target}"
-
-        def params_of(
-            config: dict[str, Any], trial_id: str, settings: TrialSettings = settings
-        ) -> tuple[dict[str, Any], dict[str, Any]]:
-            resolved = trial_config(settings, config, trial_id).to_dict()
-            return tracking.trial_params(resolved, config), resolved
-
-        tracker = tracking.TrialTracker(uri, experiment, parent, name, target, params_of)
-        if options.resume and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=_searcher(space, target, f"{name}.{target}", local_root / "optuna.db"),
-                    scheduler=_scheduler(space),
-                    num_samples=space.tuner.num_samples,
-                    metric=space.tuner.metric,
-                    mode=space.tuner.mode,
-                    max_concurrent_trials=concurrent_trials(
-                        space, reach.total, options.max_concurrent_trials
-                    ),
-                ),
-                run_config=tune.RunConfig(
-                    name=target,
-                    storage_path=f"{storage}/{name}",
-                    callbacks=[tracker],
-                    failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-                ),
+    # The parent run ends FINISHED when every study ran, FAILED on any error or interruption.
+    params = {"space": options.space, "targets": ",".join(targets)}
+    with tracking.search_run(uri, experiment, name, params) as parent:
+        for target in targets:
+            settings = TrialSettings(
+                space=space,
+                target=target,
+                search=name,
+                cache_root=cache_root,
+                train_storage=f"{storage}/{name}/train",
             )
-        results = tuner.fit()
-        outcomes.append(_outcome(name, target, results, space.tuner.metric, space.tuner.mode))
+            # The trial function only waits on its Train job, whose workers hold the real resources; Tune
+            # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, settings=settings), trial_driver_resources(reach.total)
+            )
+            path = f"{storage}/{name}/{target}"
+
+            def params_of(
+                config: dict[str, Any], trial_id: str, settings: TrialSettings = settings
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+                resolved = trial_config(settings, config, trial_id).to_dict()
+                return tracking.trial_params(resolved, config), resolved
+
+            tracker = tracking.TrialTracker(uri, experiment, parent, name, target, params_of)
+            if options.resume and tune.Tuner.can_restore(path):
+                tuner = tune.Tuner.restore(
+                    path, trainable=trainable, resume_unfinished=True, resume_errored=True
+                )
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(
+                        search_alg=_searcher(space, target, f"{name}.{target}", local_root / "optuna.db"),
+                        scheduler=_scheduler(space),
+                        num_samples=space.tuner.num_samples,
+                        metric=space.tuner.metric,
+                        mode=space.tuner.mode,
+                        max_concurrent_trials=concurrent_trials(
+                            space, reach.total, options.max_concurrent_trials
+                        ),
+                    ),
+                    run_config=tune.RunConfig(
+                        name=target,
+                        storage_path=f"{storage}/{name}",
+                        callbacks=[tracker, *_watchdog(options.stall_after_s, tracker)],
+                        failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                    ),
+                )
+            results = tuner.fit()
+            if results.num_terminated + results.num_errors < len(results):
+                # Tune's own Ctrl-C handler ends fit() early without raising: unfinished trials are left.
+                raise SearchInterrupted(
+                    f"search {name!r} was interrupted in target {target}; continue it with --resume"
+                )
+            outcomes.append(_outcome(name, target, results, space.tuner.metric, space.tuner.mode))
     return outcomes
