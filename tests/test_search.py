@@ -49,6 +49,17 @@ def cache_entries(cache_dir: Path) -> set[str]:
     )
 
 
+def _search_run(uri: str, name: str) -> Any:
+    """The one parent run of search ``name``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(f"xstilts-{name}")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'search'")
+    return run
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run search A to completion (in a subprocess, as a user would)."""
@@ -85,6 +96,8 @@ def test_search_logs_one_parent_and_a_child_per_trial(world: dict[str, Any]) -> 
     parents = client.search_runs([experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'search'")
     assert len(parents) == 1
     assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {parents[0].info.run_id}
+    # The search completed, so its run is no longer RUNNING.
+    assert parents[0].info.status == "FINISHED" and parents[0].info.end_time is not None
     statuses = {run.data.tags["xstilts.status"] for run in runs}
     assert statuses <= {"completed", "early_stopped"} and "completed" in statuses
     for run in runs:
@@ -149,6 +162,7 @@ def test_resumed_second_search_reuses_reruns_nothing_and_duplicates_no_run(world
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     before = {r.info.run_id: r for r in trial_runs(world["uri"], "b")}
+    assert _search_run(world["uri"], "b").info.status == "RUNNING"  # SIGKILL: nothing could end it
     done_before = {rid for rid, r in before.items() if r.data.tags.get("xstilts.status") != "running"}
     assert 0 < len(done_before) < SAMPLES
 
@@ -160,7 +174,10 @@ def test_resumed_second_search_reuses_reruns_nothing_and_duplicates_no_run(world
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=world["uri"])
+    parent = _search_run(world["uri"], "b")  # the same run, re-opened by --resume and ended again
+    assert parent.info.status == "FINISHED" and parent.info.end_time is not None
     after = trial_runs(world["uri"], "b")
+    assert {r.data.tags["mlflow.parentRunId"] for r in after} == {parent.info.run_id}
     assert len(after) == SAMPLES  # no duplicate runs
     assert len({r.data.tags["xstilts.trial_id"] for r in after}) == SAMPLES
     assert {r.data.tags["xstilts.status"] for r in after} <= {"completed", "early_stopped"}

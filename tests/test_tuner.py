@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from search.resources import (
     trial_resources,
 )
 from search.space import load_space
+from search.watchdog import StallWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +134,103 @@ def test_unreachable_tracking_server_is_one_clear_error() -> None:
 def test_sqlite_tracking_store_directory_is_created(tmp_path: Path) -> None:
     tracking.check_tracking_uri(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
     assert (tmp_path / "a").is_dir()
+
+
+def _parent_status(uri: str, run_id: str) -> tuple[str, int | None]:
+    from mlflow.tracking import MlflowClient
+
+    info = MlflowClient(tracking_uri=uri).get_run(run_id).info
+    return info.status, info.end_time
+
+
+def test_the_search_run_ends_finished_and_resume_reopens_the_same_run(tmp_path: Path) -> None:
+    from fake_search import fresh_store
+
+    uri = fresh_store(tmp_path / "mlruns")
+    experiment = tracking.experiment_id(uri, "xstilts-s")
+    with tracking.search_run(uri, experiment, "s", {"space": "x.yaml"}) as run_id:
+        assert _parent_status(uri, run_id) == ("RUNNING", None)
+    status, ended = _parent_status(uri, run_id)
+    assert status == "FINISHED" and ended is not None
+    with tracking.search_run(uri, experiment, "s", {"space": "x.yaml"}) as again:  # --resume
+        assert again == run_id and _parent_status(uri, run_id)[0] == "RUNNING"
+    status, ended_again = _parent_status(uri, run_id)
+    assert status == "FINISHED" and ended_again is not None and ended_again >= ended
+
+
+# SystemExit is what Ray's driver-side SIGTERM handler raises (ray stop, a killed job, `timeout`).
+@pytest.mark.parametrize("stop", [RuntimeError("a study failed"), KeyboardInterrupt(), SystemExit(15)])
+def test_the_search_run_ends_failed_when_the_search_fails_or_is_interrupted(
+    tmp_path: Path, stop: BaseException
+) -> None:
+    from fake_search import fresh_store
+
+    uri = fresh_store(tmp_path / "mlruns")
+    experiment = tracking.experiment_id(uri, "xstilts-s")
+    with pytest.raises(type(stop)), tracking.search_run(uri, experiment, "s", {}) as run_id:
+        raise stop
+    status, ended = _parent_status(uri, run_id)
+    assert status == "FAILED" and ended is not None
+
+
+@dataclasses.dataclass
+class _Trial:
+    """The attributes of a Tune ``Trial`` that StallWatch and TrialTracker read."""
+
+    trial_id: str
+    status: str = "RUNNING"
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    last_result: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def test_the_watchdog_flags_a_silent_trial_once_and_clears_it_when_it_reports(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    stalls: list[tuple[str, float]] = []
+    progress: list[str] = []
+    watch = StallWatch(
+        60.0, lambda t, s: stalls.append((t.trial_id, s)), lambda t: progress.append(t.trial_id)
+    )
+    watch.clock = lambda: now[0]
+    silent, chatty, done = _Trial("silent"), _Trial("chatty"), _Trial("done", status="TERMINATED")
+    trials = [silent, chatty, done]
+    for trial in trials:
+        watch.on_trial_start(0, trials, trial)
+    for second in range(0, 200, 10):
+        now[0] = float(second)
+        watch.on_trial_result(0, trials, chatty, {})
+        watch.on_step_end(0, trials)
+    assert stalls == [("silent", 60.0)]  # once, at the bound; never the reporting or the finished trial
+    assert "trial silent has reported nothing for 60 s" in caplog.text
+    watch.on_trial_result(0, trials, silent, {})
+    assert progress == ["silent"]
+    now[0] = 230.0
+    watch.on_step_end(0, trials)
+    assert stalls == [("silent", 60.0)]  # silent again for 40 s only
+    now[0] = 300.0
+    watch.on_step_end(0, trials)
+    # A new silence is flagged again (chatty too: it last reported at 190 s).
+    assert stalls[1:] == [("silent", 110.0), ("chatty", 110.0)]
+
+
+def test_a_stalled_trial_is_tagged_in_mlflow_until_it_reports(tmp_path: Path) -> None:
+    from fake_search import FakeTrial, fresh_store, params_of, point
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path / "mlruns")
+    experiment = tracking.experiment_id(uri, "xstilts-s")
+    parent = tracking.parent_run(uri, experiment, "s", {})
+    tracker = tracking.TrialTracker(uri, experiment, parent, "s", "udpos", params_of)
+    trial = _Trial("t1", config=point(FakeTrial("t1", "udpos")))
+    tracker.on_trial_start(0, [trial], trial)
+    run_id = tracker.run_ids["t1"]
+    client = MlflowClient(tracking_uri=uri)
+    tracker.flag_stalled(trial, 1800.0)
+    assert client.get_run(run_id).data.tags[tracking.STALLED_TAG] == "no report for 1800 s"
+    tracker.clear_stalled(trial)
+    assert tracking.STALLED_TAG not in client.get_run(run_id).data.tags
+    tracker.flag_stalled(trial, 1900.0)
+    tracker.on_trial_error(0, [trial], trial)  # failed while stalled: the tag stays as evidence
+    tags = client.get_run(run_id).data.tags
+    assert tags[tracking.STALLED_TAG] == "no report for 1900 s" and tags[tracking.STATUS_TAG] == "failed"
