@@ -45,7 +45,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="xstilts-bench-"))
     cache = root / "cache"
     try:
-        # Warm-up: build the miniature, the tiny encoder, the feature cache and DeepSpeed's op once.
+        # Warm-up: build the miniature, the tiny encoder and the feature cache once.
         run_transfer(config(cache, root / "warm"), backend="local")
         rows = []
         seed = 1
