@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import HashingVectorizer
+from test_features import tokenizer as tokenizer  # the fixture
 
 from trainers.retrieval import tatoeba_accuracy, tatoeba_predictions
 
@@ -64,8 +67,6 @@ def test_tatoeba_direction_on_real_pairs(code: str) -> None:
 
 
 def test_search_summary_of_a_retrieval_target_without_en_dev() -> None:
-    from types import SimpleNamespace
-
     from search.cli import search_summary
 
     best = {"trial_id": "t0", "config": {"intermediate_task": "mnli"}, "en_dev": None}
@@ -75,3 +76,83 @@ def test_search_summary_of_a_retrieval_target_without_en_dev() -> None:
     )
     text = search_summary([outcome], SimpleNamespace(tracking_uri="sqlite:///x.db"))
     assert "en_dev=n/a  zero_shot_avg=41.50" in text
+
+
+# -- the pipeline's side: SQuAD 2.0's "no answer", languages without dev, the retrieval layer ---------
+
+
+class _NoAnswerEngine:
+    """A QA head that always scores the CLS position (SQuAD 2.0's "no answer") highest."""
+
+    def eval(self) -> None:
+        """No dropout to switch off."""
+
+    def __call__(self, task: str, batch: dict[str, Any]) -> tuple[None, tuple[Any, Any]]:
+        import torch
+
+        start = torch.zeros(batch["input_ids"].shape)
+        end = torch.zeros(batch["input_ids"].shape)
+        start[:, 0] = end[:, 0] = 5.0
+        return None, (start, end)
+
+
+@pytest.mark.parametrize(("task", "exact_match"), [("squad_v2", 100.0), ("squad_v1", 0.0)])
+def test_squad_v2_dev_answers_no_answer(tokenizer: Any, task: str, exact_match: float) -> None:
+    import torch
+    from test_features import canonical, qa_example
+
+    from trainers.data import featurize
+    from trainers.evaluation import evaluate
+    from trainers.prepare import EvalSet
+    from trainers.tasks import get_task
+
+    # An unanswerable question: only a head allowed to say "no answer" can get it right. (No article or
+    # punctuation in the context: any span of it normalises to a non-empty answer.)
+    examples = canonical(task, [qa_example("q", "Paris is capital of France", None)])
+    features = featurize(get_task(task), examples, tokenizer, max_length=64, doc_stride=16, training=False)
+    data = EvalSet(get_task(task), "en", "dev", examples, features)
+    scores = evaluate(_NoAnswerEngine(), task, data, (), 8, tokenizer.pad_token_id, torch.device("cpu"))
+    assert scores["exact_match"] == exact_match
+
+
+def test_a_language_without_a_dev_split_is_noted_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainers.zero_shot_eval as zero_shot_eval
+    from trainers.config import TransferConfig
+    from trainers.data import DataError
+    from trainers.tasks import get_task
+
+    def eval_set(config: Any, task: Any, split: str, lang: str, *args: Any) -> str:
+        if split == "dev" and lang == "kk":  # google/xtreme's udpos.Kazakh: train and test only
+            raise DataError("udpos: no split 'dev' for 'kk' on the hub (udpos.Kazakh)")
+        return f"{split}/{lang}"
+
+    scored = {"test/en": 90.0, "test/kk": 60.0, "dev/en": 92.0}
+    monkeypatch.setattr(zero_shot_eval, "eval_set", eval_set)
+    monkeypatch.setattr(zero_shot_eval, "load_tokenizer", lambda path: SimpleNamespace(pad_token_id=0))
+    monkeypatch.setattr(zero_shot_eval, "label_names_for", lambda task, config: ())
+    monkeypatch.setattr(zero_shot_eval, "evaluate", lambda engine, head, data, *a: {"f1": scored[data]})
+    config = TransferConfig.from_dict({"target": {"task": "udpos"}, "evaluation": {"split": "test"}})
+    runtime = SimpleNamespace(device="cpu")
+    metrics = zero_shot_eval._trained(runtime, config, get_task("udpos"), None, "enc", ["en", "kk"])  # type: ignore[arg-type]
+    assert metrics["zero_shot_avg"] == pytest.approx(75.0)
+    assert metrics["target_dev/en"] == 92.0 and "target_dev/kk" not in metrics
+    assert metrics["target_dev_missing/kk"] == 1.0
+    assert metrics["target_dev_avg"] == 92.0  # over the languages that have a dev split
+    from trainers.summary import scores_table
+
+    assert "no dev split (left out of the dev averages): kk" in scores_table(metrics, "udpos")
+
+
+def test_retrieval_layer_is_configurable_and_checked() -> None:
+    from trainers.config import ConfigError, TransferConfig
+    from trainers.zero_shot_eval import retrieval_layer
+
+    default = TransferConfig.from_dict({"target": {"task": "tatoeba"}})
+    assert retrieval_layer(default, "xlm-roberta", 24) == 14
+    assert retrieval_layer(default, "bert", 12) == 8
+    chosen = TransferConfig.from_dict({"target": {"task": "tatoeba"}, "model": {"retrieval_layer": 20}})
+    assert retrieval_layer(chosen, "xlm-roberta", 24) == 20
+    with pytest.raises(
+        ConfigError, match=r"model\.retrieval_layer=20 is out of range: the encoder has 12 layers"
+    ):
+        retrieval_layer(chosen, "bert", 12)

@@ -18,6 +18,9 @@ def scores_table(metrics: dict[str, Any], target: str) -> str:
         lines.append(f"  {lang:<6}{metrics[f'zero_shot/{lang}']:>10.2f}{dev_text}")
     if "zero_shot_avg" in metrics:
         lines.append(f"  {'avg':<6}{metrics['zero_shot_avg']:>10.2f}")
+    no_dev = sorted(key.split("/")[1] for key in metrics if key.startswith("target_dev_missing/"))
+    if no_dev:
+        lines.append(f"no dev split (left out of the dev averages): {', '.join(no_dev)}")
     if "en_dev" in metrics:
         lines.append(f"English dev score: {metrics['en_dev']:.2f}")
     for key in ("time/startup_s", "time/intermediate_s", "time/target_s", "time/eval_s"):
