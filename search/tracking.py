@@ -173,7 +173,8 @@ class TrialTracker(Callback):
             return self.run_ids[trial.trial_id]
         tags = {SEARCH_TAG: self.search, TRIAL_TAG: trial.trial_id}
         run_id = find_run(self.uri, self.experiment, tags)
-        if run_id is not None and self.client.get_run(run_id).data.tags.get(STATUS_TAG) in TERMINAL:
+        found = self.client.get_run(run_id).data if run_id is not None else None
+        if found is not None and found.tags.get(STATUS_TAG) in TERMINAL:
             # Finished before an interruption; Tune may re-run it after --resume: log nothing twice.
             self.closed.add(str(run_id))
         if run_id is None:
@@ -189,6 +190,8 @@ class TrialTracker(Callback):
                 },
             )
             run_id = run.info.run_id
+        if found is None or not found.params:
+            # New, or created just before the server or the driver went away: a replay describes it.
             params, config = self.trial_params(dict(trial.config), trial.trial_id)
             log_params(self.client, run_id, params)
             with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search import tracking
 from search.checks import check_search_name
 from search.launch import init_ray, nodes_without
+from search.outbox import BufferedTracker
 from search.resources import (
     ResourceError,
     check_resources,
@@ -35,6 +36,8 @@ from trainers.errors import UserError
 from trainers.keys import FINISHED
 
 EXPERIMENT_PREFIX = "xstilts"
+TRACKING_JOURNAL = "mlflow-journal"
+"""Under a search's local root: one journal of MLflow writes per target (``search.outbox``)."""
 TRIAL_RETRIES = 2
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
 
@@ -184,7 +187,7 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
     )
 
 
-def _watchdog(stall_after_s: float, tracker: tracking.TrialTracker) -> list[Any]:
+def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
     """The stall watchdog (tagging runs through ``tracker``), or none when ``stall_after_s`` is 0."""
     if stall_after_s <= 0:
         return []
@@ -267,7 +270,11 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                 resolved = trial_config(settings, config, trial_id).to_dict()
                 return tracking.trial_params(resolved, config), resolved
 
-            tracker = tracking.TrialTracker(uri, experiment, parent, name, target, params_of)
+            # MLflow writes go through a journal on disk: an outage of the server buffers them, a crash keeps them.
+            tracker = BufferedTracker(
+                tracking.TrialTracker(uri, experiment, parent, name, target, params_of),
+                local_root / TRACKING_JOURNAL / f"{target}.jsonl",
+            )
             if options.resume and tune.Tuner.can_restore(path):
                 tuner = tune.Tuner.restore(
                     path, trainable=trainable, resume_unfinished=True, resume_errored=True
