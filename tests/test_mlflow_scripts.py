@@ -408,3 +408,52 @@ def test_start_shared_with_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with postgres(pg_port), server(SHARED, ["--workers", "1"], env, tmp_path, url):
         run_id = log_a_run(url, monkeypatch)
     assert list(artifacts.rglob(f"{run_id}/artifacts/notes/hello.txt"))
+
+
+def _missing_for_basic_auth() -> str | None:
+    try:
+        __import__("flask_wtf")
+    except ImportError:
+        return "python package Flask-WTF not installed (pip install 'mlflow[auth]')"
+    return _missing_for_postgres()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_missing_for_basic_auth() is not None, reason=str(_missing_for_basic_auth()))
+def test_start_shared_exposed_answers_401_without_credentials(tmp_path: Path) -> None:
+    """Bound to a non-loopback address, the shared server refuses anonymous requests and serves the admin."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    pg_port, port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    password = "not-a-real-password-123"
+    env = clean_env(
+        MLFLOW_BACKEND_STORE_URI=f"postgresql://mlflow@127.0.0.1:{pg_port}/mlflow",
+        MLFLOW_ARTIFACTS_DESTINATION=str(tmp_path / "shared-artifacts"),
+        MLFLOW_PORT=str(port),
+        MLFLOW_HOST="0.0.0.0",  # not loopback: the script turns basic auth on
+        MLFLOW_FLASK_SERVER_SECRET_KEY="not-a-real-key",
+        MLFLOW_AUTH_ADMIN_PASSWORD=password,
+        MLFLOW_STATE_DIR=str(tmp_path / "state"),
+    )
+    api = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def status(credentials: tuple[str, str] | None) -> int:
+        request = urllib.request.Request(api)
+        if credentials is not None:
+            token = base64.b64encode(":".join(credentials).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    with postgres(pg_port), server(SHARED, ["--workers", "1"], env, tmp_path, url) as log:
+        anonymous = status(None)
+        wrong = status(("admin", "wrong-password"))
+        admin = status(("admin", password))
+        assert "basic auth" in log.read_text()
+    assert (anonymous, wrong, admin) == (401, 401, 200)
