@@ -156,3 +156,14 @@ def test_retrieval_layer_is_configurable_and_checked() -> None:
         ConfigError, match=r"model\.retrieval_layer=20 is out of range: the encoder has 12 layers"
     ):
         retrieval_layer(chosen, "bert", 12)
+
+
+def test_each_run_reports_xtremes_task_score() -> None:
+    from trainers.tasks import get_task
+    from trainers.zero_shot_eval import xtreme_task_metrics
+
+    metrics = {"zero_shot/en": 80.0, "zero_shot/en/f1": 80.0, "zero_shot/en/exact_match": 60.0}
+    metrics |= {"zero_shot/de": 60.0, "zero_shot/de/f1": 60.0, "zero_shot/de/exact_match": 40.0}
+    # XTREME's QA score: (average EM + average F1) / 2 = (50 + 70) / 2, where the headline F1 is 70.
+    assert xtreme_task_metrics(metrics, get_task("xquad"), ["en", "de"]) == {"zero_shot_xtreme": 60.0}
+    assert xtreme_task_metrics({}, get_task("tatoeba"), ["de"]) == {}

@@ -30,7 +30,7 @@ from trainers.data import (
 )
 from trainers.data.bucc import bucc_dir_languages, load_bucc, reads_bucc_dir
 from trainers.evaluation import evaluate
-from trainers.metrics import primary
+from trainers.metrics import aggregate_languages, primary, xtreme_task_score
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
 from trainers.runtime import Runtime
 from trainers.tasks import TaskSpec, get_task
@@ -73,8 +73,24 @@ def run(runtime: Runtime, config: TransferConfig, engine: Any, encoder_dir: str)
         metrics = _retrieval(runtime, config, task, encoder_dir, langs)
     else:
         metrics = _trained(runtime, config, task, engine, encoder_dir, langs)
+    metrics.update(xtreme_task_metrics(metrics, task, langs))
     metrics["time/eval_s"] = timer.seconds()
     return metrics
+
+
+def xtreme_task_metrics(metrics: dict[str, float], task: TaskSpec, langs: list[str]) -> dict[str, float]:
+    """``zero_shot_xtreme``: XTREME's score of the task over the evaluated languages (QA: (EM + F1) / 2)."""
+    per_language = {
+        lang: {
+            key.rsplit("/", 1)[1]: value
+            for key, value in metrics.items()
+            if key.startswith(f"zero_shot/{lang}/")
+        }
+        for lang in langs
+    }
+    if not per_language or not all(per_language.values()):
+        return {}  # a rank that did not score (retrieval targets score on rank 0 only)
+    return {"zero_shot_xtreme": xtreme_task_score(task.metric, aggregate_languages(per_language))}
 
 
 def _trained(
