@@ -411,3 +411,58 @@ def test_get_or_create_builds_once(tmp_path: Path) -> None:
         cache.get_or_create("k2", broken, {}, poll_s=0.01, timeout_s=1)
     assert cache.lookup("k2") is None and cache.lease_info("k2") is None  # the next trial can retry
     assert list((tmp_path / ".staging").iterdir()) == []
+
+
+# -- damaged entries: detected, set aside, retrained, never loaded ------------------------------------
+
+
+def _damage_weights(entry: Path) -> None:
+    weights = entry / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4])  # truncated, as a disk that lost the tail would leave it
+
+
+def _damage_missing_file(entry: Path) -> None:
+    (entry / "config.yaml").unlink()
+
+
+def _damage_manifest(entry: Path) -> None:
+    (entry / "meta.json").write_text('{"key": "k1", "files": ')  # half-written
+
+
+@pytest.mark.parametrize("damage", [_damage_weights, _damage_missing_file, _damage_manifest])
+def test_a_damaged_entry_is_never_loaded_and_is_retrained(tmp_path: Path, damage: Any) -> None:
+    cache = CheckpointCache(tmp_path)
+    built: list[str] = []
+
+    def build(staging: Path) -> None:
+        built.append(staging.name)
+        _fake_train(staging, f"build {len(built)}")
+
+    first = cache.get_or_create("k1", build, {}, poll_s=0.01, timeout_s=5)
+    damage(first)
+
+    assert cache.lookup("k1") is None  # detected: never handed to a loader
+    again = cache.get_or_create("k1", build, {}, poll_s=0.01, timeout_s=5)
+
+    assert len(built) == 2  # retrained once
+    assert again == cache.lookup("k1") == first  # the same key, now whole
+    assert (again / "model.safetensors").read_text() == "weights from build 2"
+    assert len(list((tmp_path / ".trash").iterdir())) == 1  # the damaged one kept aside for inspection
+
+
+def test_a_directory_without_a_manifest_is_set_aside_when_the_key_is_published(tmp_path: Path) -> None:
+    """A partial copy by hand at the entry's name does not block publishing (it used to need removing by hand)."""
+    cache = CheckpointCache(tmp_path)
+    stray = cache.path("k1")
+    stray.mkdir()
+    (stray / "model.safetensors").write_text("half of the wei")
+    assert cache.lookup("k1") is None
+
+    path = cache.get_or_create(
+        "k1", lambda staging: _fake_train(staging, "fresh"), {}, poll_s=0.01, timeout_s=5
+    )
+
+    assert path == cache.lookup("k1")
+    assert (path / "model.safetensors").read_text() == "weights from fresh"
+    [aside] = (tmp_path / ".trash").iterdir()
+    assert (aside / "model.safetensors").read_text() == "half of the wei"

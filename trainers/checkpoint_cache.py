@@ -31,6 +31,7 @@ import contextlib
 import errno
 import importlib
 import json
+import logging
 import os
 import random
 import re
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 
 CACHE_SCHEMA = 1
 """Bump to invalidate every key when the intermediate phase's code changes what it produces."""
+
+log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 """The file ``publish`` writes into every entry; its presence marks a complete entry."""
@@ -411,10 +414,27 @@ class CheckpointCache:
         return self.root / self._check_key(key)
 
     def lookup(self, key: str) -> Path | None:
-        """The entry's directory if ``key`` is published (and so complete), else None."""
+        """The entry's directory if ``key`` is published and intact, else None (a damaged one is set aside)."""
         path = self.path(key)
         # Entries appear by rename of a finished directory; meta.json guards against foreign copies.
-        return path if (path / META_FILE).is_file() else None
+        if not (path / META_FILE).is_file():
+            return None
+        damage = _damage(path)
+        if damage is not None:
+            # Truncated or missing files (a disk that lost data, a partial copy by hand): never load it;
+            # move it away so that the next trial retrains the key.
+            self._set_aside(key, damage)
+            return None
+        return path
+
+    def _set_aside(self, key: str, why: str) -> None:
+        """Move a damaged or incomplete entry under ``.trash`` (kept for inspection until ``clean``)."""
+        self._trash_root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another reader set it aside first
+            os.rename(self.path(key), self._trash_root / f"{key}.{uuid.uuid4().hex[:12]}")
+            log.warning(
+                "checkpoint cache: entry %s is damaged (%s); set aside, it will be retrained", key, why
+            )
 
     def staging_dir(self, key: str) -> Path:
         """A fresh, uniquely named directory to write an entry into before ``publish``."""
@@ -428,7 +448,9 @@ class CheckpointCache:
             except FileExistsError:
                 continue
 
-    def publish(self, staging: Path, key: str, meta: dict[str, Any], durable: bool = True) -> Path:
+    def publish(
+        self, staging: Path, key: str, meta: dict[str, Any], durable: bool = True, retried: bool = False
+    ) -> Path:
         """Write meta.json into ``staging``, rename it to ``path(key)``; if beaten, return the winner's."""
         final = self.path(key)
         staging = Path(staging)
@@ -440,6 +462,7 @@ class CheckpointCache:
         record.setdefault("key", key)
         record.setdefault("published_at", time.time())
         record.setdefault("published_by", _default_owner())
+        record["files"] = _file_sizes(staging)  # what lookup checks the entry against
         (staging / META_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         if durable:
             # Rename is atomic but not a barrier for the data: without fsync a host crash could leave
@@ -455,11 +478,10 @@ class CheckpointCache:
                 return self.publish(local, key, record, durable=durable)
             winner = self.lookup(key)
             if winner is None:
-                if staging.exists() and final.exists():
-                    raise FileExistsError(
-                        f"cannot publish {key}: {final} exists but is not a complete entry (no {META_FILE}); "
-                        "remove it by hand"
-                    ) from error
+                if staging.exists() and final.exists() and not retried:
+                    # Not an entry (no meta.json: a partial copy by hand): set it aside, publish ours.
+                    self._set_aside(key, f"no {META_FILE}")
+                    return self.publish(staging, key, record, durable=durable, retried=True)
                 raise
             # Another writer published first (ENOTEMPTY/EEXIST), or an NFS retransmit of our own
             # rename reported failure after succeeding: either way the entry is complete.
@@ -682,6 +704,33 @@ class CheckpointCache:
 
 
 # -- filesystem helpers ------------------------------------------------------------------------
+
+
+def _file_sizes(root: Path) -> dict[str, int]:
+    """Relative path -> size of every file under ``root`` except meta.json (the entry's manifest)."""
+    return {
+        str(path.relative_to(root)): path.stat().st_size
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != META_FILE
+    }
+
+
+def _damage(entry: Path) -> str | None:
+    """What is wrong with a published entry's files against its manifest, or None (also for old entries without one)."""
+    try:
+        files = json.loads((entry / META_FILE).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return f"unreadable {META_FILE}"
+    if not isinstance(files, dict):
+        return None
+    for name, size in files.items():
+        try:
+            actual = (entry / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} has {actual} of its {size} bytes"
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
