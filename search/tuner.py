@@ -72,6 +72,10 @@ class SearchOptions:
     """Only these targets of the space (default: all)."""
     stall_after_s: float = 1800.0
     """Flag a running trial that has reported nothing for this long (0: never)."""
+    replay: str | None = None
+    """Answer trials from this recorded grid (``benchmarks/grid.py``) instead of training (``search/replay.py``)."""
+    reuse_intermediate: bool = True
+    """With ``replay``: reuse published intermediate checkpoints; ``False`` charges every trial its own."""
 
 
 @dataclass
@@ -194,6 +198,18 @@ def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
     return [StallWatch(stall_after_s, tracker.flag_stalled, tracker.clear_stalled)]
 
 
+def _trial_function(settings: TrialSettings, options: SearchOptions) -> Any:
+    """A real trial (a Ray Train job), or its record in a grid when replaying."""
+    from ray import tune
+
+    if options.replay is None:
+        return tune.with_parameters(run_trial, settings=settings)
+    from search.replay import ReplaySettings, replay_trial
+
+    replay = ReplaySettings(str(Path(options.replay).resolve()), options.reuse_intermediate)
+    return tune.with_parameters(replay_trial, settings=settings, replay=replay)
+
+
 def run_search(options: SearchOptions) -> list[StudyOutcome]:
     """Run (or resume) every target's study; return what each found."""
     from ray import tune
@@ -207,7 +223,12 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         raise SearchError(
             f"--target {unknown[0]} is not a target of {options.space} ({', '.join(space.targets)})"
         )
-    preflight_space(space)
+    if options.replay:
+        from search.replay import check_space
+
+        check_space(space, options.replay)  # instead of the data pre-flight: nothing is trained
+    else:
+        preflight_space(space)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_tracking_uri(uri)
     storage = (
@@ -260,7 +281,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             # The trial function only waits on its Train job, whose workers hold the real resources; Tune
             # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
             trainable = tune.with_resources(
-                tune.with_parameters(run_trial, settings=settings), trial_driver_resources(reach.total)
+                _trial_function(settings, options), trial_driver_resources(reach.total)
             )
             path = f"{storage}/{name}/{target}"
 
@@ -291,6 +312,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                         max_concurrent_trials=concurrent_trials(
                             space, reach.total, options.max_concurrent_trials
                         ),
+                        # A replayed trial is a table lookup: starting a process for each would dominate.
+                        reuse_actors=options.replay is not None,
                     ),
                     run_config=tune.RunConfig(
                         name=target,

@@ -1,0 +1,202 @@
+"""Replay a search against a recorded grid: the real driver, with trials answered from the table.
+
+``xstilts search --replay GRID`` runs the same driver as a real search — Ray Tune, the space's Optuna
+sampler and ASHA scheduler, MLflow tracking and the intermediate-checkpoint cache's reuse logic —
+but each trial, instead of launching a Ray Train job, looks its configuration up in a recorded grid
+(``benchmarks/grid.py``) and reports what the real run reported, step by step. A simulated clock
+charges each trial what the grid measured: the target phase up to each report, and the intermediate
+phase only when the trial trains it (no published checkpoint in the cache: the trial leases the key,
+"trains" it and publishes an empty entry that later trials reuse, exactly as real trials do).
+
+Trials report ``cost/gpu_s`` (what they consumed so far, in measured device-seconds),
+``cost/intermediate_gpu_s`` (0 for a reused intermediate phase) and ``cost/target_gpu_s``, and each
+report is also appended to ``<cache_root>/../replay-ledger.jsonl`` for the benchmark to read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.space import TARGET, CategoricalParam, FloatParam, SearchSpace
+from search.trial import TrialSettings, trial_config
+from trainers.checkpoint_cache import CheckpointCache, intermediate_key
+from trainers.config import TransferConfig
+from trainers.errors import UserError
+from trainers.keys import FINISHED
+
+LEDGER = "replay-ledger.jsonl"
+"""The ledger's file name, beside the replay's cache root."""
+
+
+class ReplayError(UserError, ValueError):
+    """A space or trial the recorded grid cannot answer (one line)."""
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """How trials are answered from a recorded grid."""
+
+    grid: str
+    """The grid's Parquet file."""
+    reuse_intermediate: bool = True
+    """Reuse published intermediate checkpoints (xstilts); ``False`` charges every trial its own."""
+    ledger: str = ""
+    """JSON-lines file every report is appended to (default: beside the cache root)."""
+
+
+def cell_key(config: TransferConfig) -> str:
+    """The grid's key of a trial's configuration (``benchmarks/grid.py``'s ``Cell.key``)."""
+    inter = config.intermediate
+    name = "+".join(inter.tasks) if inter is not None else "none"
+    steps = int(inter.max_steps or 0) if inter is not None else 0
+    return (
+        f"{config.target.task}|{name}|{steps}|{config.target.freeze_depth}|"
+        f"{config.target.learning_rate:g}|{config.seed}"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def load_grid(path: str) -> dict[str, dict[str, Any]]:
+    """The grid's rows by cell key (read once per process)."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise ReplayError(f"--replay {path}: grid file not found (generate it with benchmarks/grid.py)")
+    frame = pd.read_parquet(path)
+    rows: dict[str, dict[str, Any]] = {}
+    for row in frame.to_dict(orient="records"):
+        for column in ("curve_step", "curve_en_dev", "curve_target_dev", "curve_s"):
+            row[column] = [float(v) for v in row[column]]
+        rows[str(row["cell"])] = row
+    return rows
+
+
+def space_points(space: SearchSpace, target: str) -> list[dict[str, Any]]:
+    """Every flat point ``target``'s study can suggest; a continuous parameter cannot be replayed."""
+    points: list[dict[str, Any]] = [{TARGET: target}]
+    for param in space.params:
+        if isinstance(param, FloatParam):
+            raise ReplayError(
+                f"{space.source}: {param.name} is continuous; a replayed space takes the grid's values "
+                "(type: categorical)"
+            )
+        values = (
+            list(param.choices)
+            if isinstance(param, CategoricalParam)
+            else list(range(param.low, param.high + 1, param.step))
+        )
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if all(condition.holds(point) for condition in param.when):
+                grown.extend({**point, param.name: value} for value in values)
+            else:
+                grown.append(point)
+        points = grown
+    return [{k: v for k, v in point.items() if k != TARGET} for point in points]
+
+
+def check_space(space: SearchSpace, grid: str) -> None:
+    """Every configuration the space can suggest is a cell of the grid: one line naming the first that is not."""
+    rows = load_grid(grid)
+    for target in space.targets:
+        for point in space_points(space, target):
+            key = cell_key(space.to_transfer_config(point, target))
+            if key not in rows:
+                raise ReplayError(
+                    f"--replay {grid}: the grid has no cell {key} (target|intermediate|steps|freeze depth|"
+                    "target lr|seed): the space must stay on the grid's values"
+                )
+
+
+def _ledger_path(settings: TrialSettings, replay: ReplaySettings) -> Path:
+    return Path(replay.ledger) if replay.ledger else Path(settings.cache_root).parent / LEDGER
+
+
+def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: ReplaySettings) -> None:
+    """Tune's function trainable in replay mode: report the grid's record of this configuration."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    config = trial_config(settings, params, trial_id)
+    row = load_grid(replay.grid).get(cell_key(config))
+    if row is None:
+        raise ReplayError(f"the grid has no cell {cell_key(config)}")
+    ledger = _ledger_path(settings, replay)
+    intermediate_cost = 0.0
+    reused = 0.0
+    if config.intermediate is not None:
+        if replay.reuse_intermediate:
+            cache = CheckpointCache(settings.cache_root)
+            key = intermediate_key(config)
+            found, lease = cache.wait_for(
+                key, poll_s=0.2, timeout_s=settings.wait_timeout_s, ttl_s=settings.lease_ttl_s, owner=trial_id
+            )
+            if found is None:
+                assert lease is not None
+                intermediate_cost = float(row["intermediate_s"])
+                cache.publish(
+                    cache.staging_dir(key), key, {"replayed_from": replay.grid, "cell": row["cell"]}
+                )
+                lease.release()
+            else:
+                reused = 1.0
+        else:
+            intermediate_cost = float(row["intermediate_s"])
+
+    intermediate_steps = float(row["intermediate_steps"]) if intermediate_cost > 0 else 0.0
+
+    def report(metrics: dict[str, Any], target_cost: float) -> None:
+        metrics = {
+            **metrics,
+            "intermediate_reused": reused,
+            "cost/steps": intermediate_steps + float(metrics.get("target_step", 0)),
+            "cost/intermediate_gpu_s": intermediate_cost,
+            "cost/target_gpu_s": target_cost,
+            "cost/gpu_s": intermediate_cost + target_cost,
+        }
+        with ledger.open("a") as handle:
+            handle.write(
+                json.dumps(
+                    {"trial_id": trial_id, "cell": row["cell"], "target": config.target.task}
+                    | {"time": time.time(), **metrics}
+                )
+                + "\n"
+            )
+        tune.report(metrics)
+
+    report({"target_step": 0}, 0.0)
+    steps, en_dev, target_dev, seconds = (
+        row["curve_step"],
+        row["curve_en_dev"],
+        row["curve_target_dev"],
+        row["curve_s"],
+    )
+    if not steps:  # a retrieval target: no target phase, only its evaluation
+        final_cost = float(row["eval_s"])
+        report(_final_metrics(row), final_cost)
+        return
+    for index, step in enumerate(steps):
+        metrics: dict[str, Any] = {"target_step": int(step), "en_dev": en_dev[index]}
+        if not math.isnan(target_dev[index]):
+            metrics["target_dev_avg_non_en"] = target_dev[index]
+        if index == len(steps) - 1:
+            report({**metrics, **_final_metrics(row)}, float(row["target_s"]) + float(row["eval_s"]))
+        else:
+            report(metrics, seconds[index])
+
+
+def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "zero_shot_avg": float(row["zero_shot_avg"]),
+        **{f"zero_shot/{lang}": float(v) for lang, v in row["zero_shot"].items() if v is not None},
+        FINISHED: 1.0,
+    }
+    if not math.isnan(float(row["en_dev"])):
+        metrics["en_dev"] = float(row["en_dev"])
+    return metrics
