@@ -1,0 +1,484 @@
+"""What a search costs to find each target's best transfer configuration, against the exhaustive grid.
+
+Replays searches against the recorded grid (``benchmarks/grid.py``), over ``--seeds`` seeds each:
+
+(a) ``grid``: the paper's exhaustive grid in its natural order (every intermediate configuration
+    trained once and reused by every target, then every target configuration);
+(b) ``random``: random search over the same cells, ``--samples`` per target, no early stopping, every
+    trial training its own intermediate model;
+(c) ``tune_no_reuse``: Ray Tune + Optuna TPE + ASHA as a user would set it up: the real driver
+    (``xstilts search --replay``), no seeded points, every trial training its own intermediate model;
+(d) ``xstilts``: the real driver as it is (seeded baseline first, targets one after another, the
+    intermediate-checkpoint cache shared by trials and targets).
+
+(a) and (b) do not adapt to what they observe, so they are priced straight from the table; (c) and (d)
+run the project's real search driver (Ray Tune, its sampler and scheduler, MLflow, the cache) with
+trials answered from the grid, one at a time, on a simulated clock (``search/replay.py``).
+
+Per target and overall it prints the compute (measured device-seconds, and optimizer steps) until the
+incumbent (best completed trial on the selection metric, ``--metric``: ``en_dev`` by default) is within 1 point of the grid's
+best, the zero-shot regret of what each method would select, the intermediate trainings run, and the
+ratio of each method's compute to the whole grid's. It writes a PNG of zero-shot regret against
+compute and ends with ``RESULT xstilts_vs_grid=... random_vs_grid=... tune_no_reuse_vs_grid=...``.
+
+    python benchmarks/search_efficiency.py --grid benchmarks/grid/miniature_tiny.parquet --seeds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGETS = ("udpos", "panx")
+WITHIN = 1.0  # points of the selection metric from the grid's best
+
+
+@dataclass
+class Trial:
+    """One trial as a method ran it, in order."""
+
+    target: str
+    cost_s: float
+    steps: float
+    trained_intermediate: bool
+    finished: bool
+    score: float
+    zero_shot: float
+
+
+@dataclass
+class Outcome:
+    """One method on one replay seed."""
+
+    method: str
+    seed: int
+    trials: list[Trial] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The recorded grid of one grid seed, as the benchmark reads it."""
+
+    rows: list[dict[str, Any]]
+
+    def of(self, target: str) -> list[dict[str, Any]]:
+        """The target's cells in the grid's natural order."""
+        return [r for r in self.rows if r["target"] == target]
+
+    def best(self, target: str, metric: str) -> float:
+        """The grid's best value of the selection metric for ``target``."""
+        return max(r[metric] for r in self.of(target))
+
+    def best_zero_shot(self, target: str) -> float:
+        """The oracle: the best zero-shot average any cell reached."""
+        return max(r["zero_shot_avg"] for r in self.of(target))
+
+    def total_cost(self, targets: tuple[str, ...]) -> tuple[float, float]:
+        """Device-seconds and optimizer steps of the whole grid: each intermediate once, every cell."""
+        rows = [r for r in self.rows if r["target"] in targets]
+        intermediates = {r["intermediate_key"]: r for r in rows if r["intermediate_key"]}
+        seconds = sum(r["intermediate_s"] for r in intermediates.values())
+        steps = sum(r["intermediate_steps"] for r in intermediates.values())
+        seconds += sum(r["target_s"] + r["eval_s"] for r in rows)
+        steps += sum(r["target_steps"] for r in rows)
+        return seconds, steps
+
+
+def load(path: str) -> dict[int, Grid]:
+    """The grid file, split by grid seed."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    grids: dict[int, Grid] = {}
+    for seed, part in frame.groupby("seed"):
+        grids[int(seed)] = Grid(part.to_dict(orient="records"))
+    return grids
+
+
+def grid_method(grid: Grid, seed: int, targets: tuple[str, ...], metric: str) -> Outcome:
+    """(a) the exhaustive grid in its natural order; a shared intermediate is split over the targets."""
+    outcome = Outcome("grid", seed)
+    trained_keys: set[str] = set()
+    paid: set[tuple[str, str]] = set()
+    for row in [r for r in grid.rows if r["target"] in targets]:
+        cost, steps, trained = row["target_s"] + row["eval_s"], float(row["target_steps"]), False
+        key = row["intermediate_key"]
+        if key and key not in trained_keys:
+            trained_keys.add(key)
+            trained = True
+        if key and (key, row["target"]) not in paid:  # trained once, shared: each target pays its share
+            paid.add((key, row["target"]))
+            cost += row["intermediate_s"] / len(targets)
+            steps += row["intermediate_steps"] / len(targets)
+        outcome.trials.append(
+            Trial(row["target"], cost, steps, trained, True, row[metric], row["zero_shot_avg"])
+        )
+    return outcome
+
+
+def random_method(grid: Grid, seed: int, samples: int, targets: tuple[str, ...], metric: str) -> Outcome:
+    """(b) random search without early stopping or reuse."""
+    rng = random.Random(seed)
+    outcome = Outcome("random", seed)
+    for target in targets:
+        for row in rng.sample(grid.of(target), samples):
+            cost = row["intermediate_s"] + row["target_s"] + row["eval_s"]
+            steps = row["intermediate_steps"] + row["target_steps"]
+            outcome.trials.append(
+                Trial(
+                    target,
+                    cost,
+                    steps,
+                    bool(row["intermediate_key"]),
+                    True,
+                    row[metric],
+                    row["zero_shot_avg"],
+                )
+            )
+    return outcome
+
+
+def space_for(
+    seed: int, grid_seed: int, samples: int, seeded_points: bool, targets: tuple[str, ...], metric: str
+) -> dict[str, Any]:
+    """The replayed space: the grid's values and the demo's base settings; ``seed`` seeds the sampler."""
+    from benchmarks import grid as recorded
+
+    tasks = [("+".join(t) if len(t) > 1 else (t[0] if t else "none")) for t in recorded.INTERMEDIATE_TASKS]
+    choices: list[Any] = [t if "+" not in t else t.split("+") for t in tasks]
+    space: dict[str, Any] = {
+        "name": "replay",
+        "description": "The recorded grid's space, replayed (benchmarks/search_efficiency.py).",
+        "targets": list(targets),
+        "base": {
+            "model": {"name_or_path": "tiny", "max_seq_length": 64, "doc_stride": 32},
+            "data": {"source": "miniature", "max_train_examples": 256, "max_eval_examples": 64},
+            "deepspeed": {"zero_stage": 0, "precision": "fp32"},
+            "scaling": {"num_workers": 1, "use_gpu": False, "cpus_per_worker": 0.95},
+            "evaluation": {"split": "test", "batch_size": 64},
+            "intermediate": {
+                "batch_size": 16,
+                "warmup_ratio": 0.1,
+                "learning_rate": recorded.INTERMEDIATE_LR,
+            },
+            "target": {
+                "batch_size": 16,
+                "max_steps": recorded.TARGET_STEPS,
+                "eval_every": recorded.EVAL_EVERY,
+                "warmup_ratio": 0.1,
+                "eval_target_dev": True,
+            },
+            "seed": grid_seed,
+        },
+        "search": {
+            "intermediate_task": {"type": "categorical", "choices": choices},
+            "intermediate.max_steps": {
+                "type": "categorical",
+                "choices": list(recorded.INTERMEDIATE_STEPS),
+                "when": {"intermediate_task": {"not": "none"}},
+            },
+            "target.freeze_depth": {"type": "categorical", "choices": list(recorded.FREEZE_DEPTHS)},
+            "target.learning_rate": {"type": "categorical", "choices": list(recorded.TARGET_LRS)},
+        },
+        "tuner": {
+            "num_samples": samples,
+            "metric": metric,
+            "mode": "max",
+            "scheduler": {
+                "type": "asha",
+                "grace_period": recorded.EVAL_EVERY,
+                "reduction_factor": 2,
+                "max_t": recorded.TARGET_STEPS,
+            },
+            "sampler_seed": seed,
+        },
+    }
+    if seeded_points:  # what spaces/demo.yaml seeds: the baseline first, then one intermediate task
+        space["points_to_evaluate"] = [
+            {"intermediate_task": "none", "target.freeze_depth": 0, "target.learning_rate": 1e-3},
+            {
+                "intermediate_task": "ccg",
+                "intermediate.max_steps": max(recorded.INTERMEDIATE_STEPS),
+                "target.freeze_depth": 0,
+                "target.learning_rate": 1e-3,
+            },
+        ]
+    return space
+
+
+def driver_method(
+    method: str,
+    grid_path: str,
+    seed: int,
+    grid_seed: int,
+    samples: int,
+    workdir: Path,
+    targets: tuple[str, ...],
+    metric: str,
+    reuse: bool,
+    seeded_points: bool,
+) -> Outcome:
+    """(c), (d): the real search driver, trials answered from the grid, one at a time."""
+    from search.replay import LEDGER
+    from search.tuner import SearchOptions, run_search
+
+    run_dir = workdir / f"{method}-{seed}"
+    run_dir.mkdir(parents=True)
+    space_file = run_dir / "space.yaml"
+    space_file.write_text(
+        yaml.safe_dump(space_for(seed, grid_seed, samples, seeded_points, targets, metric), sort_keys=False)
+    )
+    options = SearchOptions(
+        space=str(space_file),
+        name=f"{method}-{seed}",
+        storage=str(run_dir / "storage"),
+        tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}",
+        cache_root=str(run_dir / "cache" / "intermediate"),
+        max_concurrent_trials=1,
+        replay=grid_path,
+        reuse_intermediate=reuse,
+    )
+    run_search(options)
+    reports = [json.loads(line) for line in (run_dir / "cache" / LEDGER).read_text().splitlines()]
+    last: dict[str, dict[str, Any]] = {}
+    for report in reports:  # trials ran one at a time: first appearance is their order
+        last[report["trial_id"]] = {**last.get(report["trial_id"], {}), **report}
+    outcome = Outcome(method, seed)
+    for metrics in last.values():
+        finished = metrics.get("finished") == 1.0
+        outcome.trials.append(
+            Trial(
+                metrics["target"],
+                float(metrics["cost/gpu_s"]),
+                float(metrics["cost/steps"]),
+                float(metrics["cost/intermediate_gpu_s"]) > 0,
+                finished,
+                float(metrics.get(metric, float("nan"))),
+                float(metrics.get("zero_shot_avg", float("nan"))),
+            )
+        )
+    return outcome
+
+
+@dataclass
+class Summary:
+    """What one outcome shows, per target and overall."""
+
+    to_within_s: dict[str, float]
+    to_within_steps: dict[str, float]
+    regret: dict[str, float]
+    intermediate_trainings: int
+    total_s: float
+
+
+def summarize(outcome: Outcome, grid: Grid, targets: tuple[str, ...], metric: str) -> Summary:
+    """Compute until within 1 point, final zero-shot regret, intermediate trainings."""
+    to_s: dict[str, float] = {}
+    to_steps: dict[str, float] = {}
+    regret: dict[str, float] = {}
+    for target in targets:
+        trials = [t for t in outcome.trials if t.target == target]
+        best = grid.best(target, metric)
+        spent = steps = 0.0
+        incumbent: Trial | None = None
+        to_s[target] = to_steps[target] = math.inf
+        for trial in trials:
+            spent += trial.cost_s
+            steps += trial.steps
+            if trial.finished and (incumbent is None or trial.score > incumbent.score):
+                incumbent = trial
+            if incumbent is not None and incumbent.score >= best - WITHIN and math.isinf(to_s[target]):
+                to_s[target], to_steps[target] = spent, steps
+        regret[target] = grid.best_zero_shot(target) - incumbent.zero_shot if incumbent else math.inf
+    trainings = sum(1 for t in outcome.trials if t.trained_intermediate)
+    return Summary(to_s, to_steps, regret, trainings, sum(t.cost_s for t in outcome.trials))
+
+
+def regret_curve(outcome: Outcome, grid: Grid, xs: list[float], targets: tuple[str, ...]) -> list[float]:
+    """Mean over targets of the incumbent's zero-shot regret after each amount of compute."""
+    points: list[tuple[float, float]] = []  # (cumulative compute, mean regret)
+    spent = 0.0
+    incumbents: dict[str, Trial] = {}
+    for trial in outcome.trials:
+        spent += trial.cost_s
+        if trial.finished and (
+            trial.target not in incumbents or trial.score > incumbents[trial.target].score
+        ):
+            incumbents[trial.target] = trial
+        if len(incumbents) == len(targets):
+            points.append(
+                (spent, statistics.mean(grid.best_zero_shot(t) - incumbents[t].zero_shot for t in targets))
+            )
+    curve = []
+    for x in xs:
+        reached = [r for c, r in points if c <= x]
+        curve.append(reached[-1] if reached else math.nan)
+    return curve
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _spread(values: list[float]) -> str:
+    """Median [quartiles] of values where inf means never reached."""
+
+    def show(value: float) -> str:
+        return "never" if math.isinf(value) else f"{value:.0f}"
+
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return show(ordered[0])
+    low, mid, high = (ordered[int(q * (len(ordered) - 1) + 0.5)] for q in (0.25, 0.5, 0.75))
+    return f"{show(mid)} [{show(low)}-{show(high)}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Replay every method over the seeds and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", default="benchmarks/grid/miniature_tiny.parquet")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=30, help="trials per target of each search")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS))
+    parser.add_argument(
+        "--metric",
+        default="en_dev",
+        choices=["en_dev", "target_dev_avg_non_en"],
+        help="the selection metric the searches optimise and select on (docs/selection.md)",
+    )
+    parser.add_argument("--methods", nargs="+", default=["grid", "random", "tune_no_reuse", "xstilts"])
+    parser.add_argument("--plot", default="benchmarks/search_efficiency.png")
+    parser.add_argument("--workdir", help="keep each replayed search here (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    targets = tuple(args.targets)
+
+    grids = load(args.grid)
+    started = time.time()
+    outcomes: dict[str, list[tuple[Outcome, Grid]]] = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="xstilts-replay-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        for seed in range(args.seeds):
+            grid_seed = sorted(grids)[seed % len(grids)]  # replay seeds cycle over the grid's seeds
+            grid = grids[grid_seed]
+            for method in args.methods:
+                if method == "grid":
+                    outcome = grid_method(grid, seed, targets, args.metric)
+                elif method == "random":
+                    outcome = random_method(grid, seed, args.samples, targets, args.metric)
+                else:
+                    reuse = method == "xstilts"
+                    outcome = driver_method(
+                        method,
+                        args.grid,
+                        seed,
+                        grid_seed,
+                        args.samples,
+                        workdir,
+                        targets,
+                        args.metric,
+                        reuse=reuse,
+                        seeded_points=reuse,
+                    )
+                outcomes[method].append((outcome, grid))
+            print(f"seed {seed}: done ({time.time() - started:.0f} s)", flush=True)
+    report(outcomes, grids, targets, args.metric, args.plot)
+    return 0
+
+
+def report(
+    outcomes: dict[str, list[tuple[Outcome, Grid]]],
+    grids: dict[int, Grid],
+    targets: tuple[str, ...],
+    metric: str,
+    plot: str,
+) -> None:
+    """Print the tables, write the plot, end with the RESULT line."""
+    grid_total_s = statistics.mean(g.total_cost(targets)[0] for g in grids.values())
+    grid_total_steps = statistics.mean(g.total_cost(targets)[1] for g in grids.values())
+    seeds = len(next(iter(outcomes.values())))
+    print(
+        f"\nwhole grid for {', '.join(targets)} (mean over its {len(grids)} seeds): {grid_total_s:.0f} s, "
+        f"{grid_total_steps:.0f} optimizer steps; {seeds} replay seeds per method"
+    )
+    print(
+        f"| method | target | compute to within 1 pt of the grid's best {metric}, s: median [IQR] | "
+        "optimizer steps (median) | / whole grid | zero-shot regret of the selection (median) | reached |"
+    )
+    print("|" + "---|" * 7)
+    ratios: dict[str, float] = {}
+    for method, runs in outcomes.items():
+        summaries = [summarize(o, g, targets, metric) for o, g in runs]
+        for target in (*targets, "all"):
+            if target == "all":
+                s_values = [sum(s.to_within_s.values()) for s in summaries]
+                step_values = [sum(s.to_within_steps.values()) for s in summaries]
+                regrets = [statistics.mean(s.regret.values()) for s in summaries]
+            else:
+                s_values = [s.to_within_s[target] for s in summaries]
+                step_values = [s.to_within_steps[target] for s in summaries]
+                regrets = [s.regret[target] for s in summaries]
+            reached = sum(1 for v in s_values if not math.isinf(v))
+            ratio = _median(s_values) / grid_total_s
+            if target == "all":
+                ratios[method] = ratio
+            print(
+                f"| {method} | {target} | {_spread(s_values)} | {_median(step_values):.0f} | {ratio:.2f} | "
+                f"{_median(regrets):.2f} | {reached}/{len(summaries)} |"
+            )
+    print("\n| method | intermediate trainings (median) | whole run, s (median) | whole run / whole grid |")
+    print("|---|---|---|---|")
+    for method, runs in outcomes.items():
+        summaries = [summarize(o, g, targets, metric) for o, g in runs]
+        total = _median([s.total_s for s in summaries])
+        trainings = _median([float(s.intermediate_trainings) for s in summaries])
+        print(f"| {method} | {trainings:.0f} | {total:.0f} | {total / grid_total_s:.2f} |")
+    _plot(outcomes, grid_total_s, plot, targets)
+    print(f"plot: {plot}")
+    names = ("xstilts", "random", "tune_no_reuse")
+    print("RESULT " + " ".join(f"{name}_vs_grid={ratios[name]:.3f}" for name in names if name in ratios))
+
+
+def _plot(
+    outcomes: dict[str, list[tuple[Outcome, Grid]]], grid_total_s: float, path: str, targets: tuple[str, ...]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [grid_total_s * f for f in [i / 200 for i in range(1, 201)]]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for method, runs in outcomes.items():
+        curves = [regret_curve(o, g, xs, targets) for o, g in runs]
+        median = [
+            statistics.median([c[i] for c in curves])
+            if all(not math.isnan(c[i]) for c in curves)
+            else math.nan
+            for i in range(len(xs))
+        ]
+        axis.plot([x / grid_total_s for x in xs], median, label=method)
+    axis.set_xlabel("compute / whole grid's compute")
+    axis.set_ylabel("zero-shot regret of the incumbent (points, median over seeds)")
+    axis.set_title("Search efficiency on the recorded grid (mean over targets)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
