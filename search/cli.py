@@ -51,6 +51,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search and print the best trial of each target."""
     from search.checks import check_search_name, check_tracking_uri
     from search.space import load_space
+    from trainers.errors import UserError
 
     # What the arguments alone decide is checked before Ray, MLflow and torch load (seconds) and before
     # anything is written; run_search repeats these cheap checks for callers that skip the CLI.
@@ -58,6 +59,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     check_search_name(args.name or space.name)
     if args.tracking_uri:
         check_tracking_uri(args.tracking_uri)
+    if args.replay is not None and not os.path.isfile(args.replay):
+        raise UserError(f"--replay {args.replay}: grid file not found (benchmarks/grid.py writes it)")
     from search.tuner import SearchOptions, run_search
 
     options = options_from(SearchOptions, args)
@@ -274,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="warn about a running trial that has reported nothing for this long and tag its MLflow run "
         "xstilts.stalled (default: 1800; 0: never)",
+    )
+    search.add_argument(
+        "--replay",
+        metavar="GRID",
+        help="answer trials from a recorded grid (benchmarks/grid.py's Parquet) on a simulated clock "
+        "instead of training: the search benchmark's replay (search/replay.py)",
+    )
+    search.add_argument(
+        "--no-intermediate-reuse",
+        dest="reuse_intermediate",
+        action="store_false",
+        help="with --replay: charge every trial its own intermediate phase, as a search without the cache would",
     )
     search.set_defaults(func=cmd_search)
 
