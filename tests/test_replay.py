@@ -228,9 +228,10 @@ def test_grid_generator_smoke(tmp_path: Path, cache_dir: Path, child_env: dict[s
     assert ccg["intermediate_s"] > 0 and ccg["intermediate_steps"] == recorded.INTERMEDIATE_STEPS[0]
 
 
-def test_cli_replay_without_a_grid_is_one_line(tmp_path: Path) -> None:
-    """A missing grid file is refused before Ray, MLflow or anything else starts."""
+def test_cli_replay_without_a_grid_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing grid file is refused before Ray, MLflow or anything else starts (runs/, mlruns/ stay unmade)."""
     from search.cli import main
 
+    monkeypatch.chdir(tmp_path)
     assert main(["search", "--replay", str(tmp_path / "nope.parquet"), "--name", "r"]) == 2
     assert not any(tmp_path.iterdir())
