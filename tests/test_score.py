@@ -192,3 +192,24 @@ def test_score_on_real_xquad_and_udpos_files(tmp_path: Path) -> None:
         reference = 100 * seqeval.metrics.f1_score(sentences, [["NOUN"] * len(s) for s in sentences])
     assert scores["f1"] == pytest.approx(reference)
     assert scores["f1"] != pytest.approx(scores["accuracy"], abs=1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["udpos", "mlqa", "pawsx"])
+def test_the_pipelines_numbers_are_xstilts_scores_of_its_own_predictions(
+    target: str, tiny_config: Any, tmp_path: Path
+) -> None:
+    from trainers.worker import Plan, run_local
+
+    config = tiny_config(tmp_path / "run", target, None, ["evaluation.write_predictions=true"])
+    results = run_local(Plan(config, cache_root=str(tmp_path / "cache")))
+    languages = sorted(k.split("/")[1] for k in results if k.startswith("zero_shot/") and k.count("/") == 1)
+    assert languages
+    suffix = "json" if target == "mlqa" else "tsv"
+    for lang in languages:
+        files = [
+            tmp_path / "run" / kind / target / f"test-{lang}.{suffix}" for kind in ("predictions", "labels")
+        ]
+        scores = score_files(target, *files, lang)
+        for key, value in scores.items():
+            assert results[f"zero_shot/{lang}/{key}"] == pytest.approx(value), (lang, key)

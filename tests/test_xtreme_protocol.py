@@ -130,9 +130,9 @@ def test_a_language_without_a_dev_split_is_noted_not_fatal(monkeypatch: pytest.M
     monkeypatch.setattr(zero_shot_eval, "eval_set", eval_set)
     monkeypatch.setattr(zero_shot_eval, "load_tokenizer", lambda path: SimpleNamespace(pad_token_id=0))
     monkeypatch.setattr(zero_shot_eval, "label_names_for", lambda task, config: ())
-    monkeypatch.setattr(zero_shot_eval, "evaluate", lambda engine, head, data, *a: {"f1": scored[data]})
+    monkeypatch.setattr(zero_shot_eval, "evaluate", lambda engine, head, data, *a, **k: {"f1": scored[data]})
     config = TransferConfig.from_dict({"target": {"task": "udpos"}, "evaluation": {"split": "test"}})
-    runtime = SimpleNamespace(device="cpu")
+    runtime = SimpleNamespace(device="cpu", rank=0)
     metrics = zero_shot_eval._trained(runtime, config, get_task("udpos"), None, "enc", ["en", "kk"])  # type: ignore[arg-type]
     assert metrics["zero_shot_avg"] == pytest.approx(75.0)
     assert metrics["target_dev/en"] == 92.0 and "target_dev/kk" not in metrics

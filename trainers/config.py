@@ -224,6 +224,10 @@ class EvaluationConfig:
     """Which split the zero-shot scores are computed on (dev scores are always computed too)."""
     batch_size: int = 64
     """Examples per evaluation batch."""
+    write_predictions: bool = False
+    """Also write each language's zero-shot predictions and labels as XTREME's files
+    (``<output_dir>/{predictions,labels}/<task>/test-<lang>.{tsv,json}``), which ``xstilts score`` reads
+    (trained targets only)."""
 
     def __post_init__(self) -> None:
         _check(self.split in ("dev", "test"), f"evaluation.split must be dev or test, got {self.split!r}")

@@ -12,6 +12,7 @@ no English dev set, so they report no ``en_dev`` (see docs/selection.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from statistics import mean
 from typing import Any
 
@@ -110,6 +111,8 @@ def _trained(
                 # No dev split in this language (XQuAD; UD Kazakh, Thai): oracle selection skips it.
                 metrics[f"target_dev_missing/{lang}"] = 1.0
                 continue
+            # One rank writes the files every rank computed, in XTREME's formats for `xstilts score`.
+            write = prefix == "zero_shot" and config.evaluation.write_predictions and runtime.rank == 0
             scores = evaluate(
                 engine,
                 task.name,
@@ -118,6 +121,7 @@ def _trained(
                 config.evaluation.batch_size,
                 tokenizer.pad_token_id,
                 runtime.device,
+                files=Path(config.output_dir) if write else None,
             )
             metrics[f"{prefix}/{lang}"] = primary(task.metric, scores)
             metrics.update({f"{prefix}/{lang}/{k}": v for k, v in scores.items()})
