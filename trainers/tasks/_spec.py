@@ -90,6 +90,10 @@ class TaskSpec:
     """Registry task whose English dev split is the English dev set, where this task has none."""
     description: str = ""
     """One line for ``xstilts tasks``."""
+    train_size: int | None = None
+    """Examples in the full English train split (the published count, source beside each entry), which the
+    cost model of ``xstilts search --dry-run`` reads; ``None`` where the task trains on ``train_task`` or
+    has no training data (retrieval)."""
 
     @property
     def num_labels(self) -> int:

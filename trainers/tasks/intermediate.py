@@ -18,6 +18,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=NLI_LABELS,
         role="intermediate",
         description="Multi-genre NLI.",
+        train_size=392_702,  # nyu-mll/glue card, mnli train
     ),
     TaskSpec(
         name="anli",
@@ -32,6 +33,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=NLI_LABELS,
         role="intermediate",
         description="Adversarial NLI rounds 1-3 (the paper's ANLI+ adds MNLI, SNLI and FEVER-NLI: use a mixture).",
+        train_size=162_865,  # facebook/anli card: train_r1 16,946 + train_r2 45,460 + train_r3 100,459
     ),
     TaskSpec(
         name="qqp",
@@ -42,6 +44,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         metric="f1_binary",
         role="intermediate",
         description="Quora question pairs.",
+        train_size=363_846,  # nyu-mll/glue card, qqp train
     ),
     TaskSpec(
         name="sst2",
@@ -56,6 +59,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=("negative", "positive"),
         role="intermediate",
         description="Binary sentiment (not in the paper; the single-sentence task type).",
+        train_size=67_349,  # nyu-mll/glue card, sst2 train
     ),
     TaskSpec(
         name="squad_v1",
@@ -65,6 +69,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         metric="squad",
         role="both",
         description="SQuAD v1.1 (also the English train set of XQuAD and MLQA).",
+        train_size=87_599,  # rajpurkar/squad card (google/xtreme SQuAD config alike)
     ),
     TaskSpec(
         name="squad_v2",
@@ -76,6 +81,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         metric="squad_v2",
         role="intermediate",
         description="SQuAD 2.0, with unanswerable questions.",
+        train_size=130_319,  # squad_v2 card (a copy of rajpurkar/squad_v2; its viewer shows 130k)
     ),
     TaskSpec(
         name="hellaswag",
@@ -90,6 +96,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=("0", "1", "2", "3"),
         role="intermediate",
         description="Commonsense sentence completion.",
+        train_size=39_905,  # TFDS hellaswag catalog, train
     ),
     TaskSpec(
         name="cosmosqa",
@@ -110,6 +117,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=("0", "1", "2", "3"),
         role="intermediate",
         description="Reading comprehension requiring commonsense.",
+        train_size=25_262,  # cosmos_qa card, train
     ),
     TaskSpec(
         name="commonsenseqa",
@@ -121,6 +129,7 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         label_names=("A", "B", "C", "D", "E"),
         role="intermediate",
         description="Five-way commonsense question answering.",
+        train_size=9_741,  # commonsense_qa card, train
     ),
     TaskSpec(
         name="ccg",
@@ -130,5 +139,6 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         metric="accuracy_tokens",
         role="intermediate",
         description="CCGbank supertagging (licensed: local files only; tags read from the train split).",
+        train_size=38_015,  # CCGbank train sections as in jiant / Phang et al. 2020; not verified here
     ),
 )

@@ -58,6 +58,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=NLI_LABELS,
         metric="accuracy",
         description="Cross-lingual NLI; English train is MNLI.",
+        train_size=392_702,  # facebook/xnli card, en train (MNLI)
     ),
     TaskSpec(
         name="pawsx",
@@ -74,6 +75,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=("different", "paraphrase"),
         metric="accuracy",
         description="Paraphrase adversaries from word scrambling.",
+        train_size=49_401,  # google/xtreme card, PAWS-X.en train
     ),
     TaskSpec(
         name="udpos",
@@ -98,6 +100,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         # XTREME's evaluate.py scores POS with seqeval F1 (as the paper reports), not token accuracy.
         metric="seqeval_f1",
         description="Universal Dependencies part-of-speech tagging.",
+        train_size=21_253,  # google/xtreme card, udpos.English train
     ),
     TaskSpec(
         name="panx",
@@ -113,6 +116,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=NER_TAGS,
         metric="seqeval_f1",
         description="WikiANN named-entity recognition (PER/ORG/LOC).",
+        train_size=20_000,  # google/xtreme card, PAN-X.en train
     ),
     TaskSpec(
         name="xquad",
@@ -160,6 +164,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         metric="squad",
         english_dev_task="squad_v1",
         description="TyDiQA gold passage task; trains on its English train split.",
+        train_size=3_696,  # the English gold-passage train examples (Hu et al. 2020); not verified here
     ),
     TaskSpec(
         name="bucc",
