@@ -28,7 +28,7 @@ from search.trial import TrialSettings, trial_config
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
 from trainers.config import TransferConfig
 from trainers.errors import UserError
-from trainers.keys import FINISHED
+from trainers.keys import COST_GPU_S, COST_PHASE_GPU_S, FINISHED
 
 LEDGER = "replay-ledger.jsonl"
 """The ledger's file name, beside the replay's cache root."""
@@ -156,9 +156,9 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
             **metrics,
             "intermediate_reused": reused,
             "cost/steps": intermediate_steps + float(metrics.get("target_step", 0)),
-            "cost/intermediate_gpu_s": intermediate_cost,
-            "cost/target_gpu_s": target_cost,
-            "cost/gpu_s": intermediate_cost + target_cost,
+            COST_PHASE_GPU_S.format(phase="intermediate"): intermediate_cost,
+            COST_PHASE_GPU_S.format(phase="target"): target_cost,
+            COST_GPU_S: intermediate_cost + target_cost,
         }
         with ledger.open("a") as handle:
             handle.write(

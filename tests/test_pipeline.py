@@ -165,6 +165,17 @@ def test_intermediate_checkpoint_is_reused(tiny_config: Any, tmp_path: Path) -> 
     # Nothing retrained or republished: the entry is the same files, untouched, and the only one.
     assert {path: path.stat().st_mtime_ns for path in entry.rglob("*")} == published
     assert [e["key"] for e in CheckpointCache(cache_root).entries()] == [entry.name]
+    # Priced: the run that trained the intermediate encoder pays for it, the one that reused it does not;
+    # every report carries what the run has cost so far, and the phases add up to no more than the whole.
+    assert first["cost/intermediate_gpu_s"] == first["time/intermediate_s"] > 0
+    assert second["cost/intermediate_gpu_s"] == 0.0
+    for run, metrics in (("first", first), ("second", second)):
+        phases = sum(
+            metrics[f"cost/{phase}_gpu_s"] for phase in ("startup", "intermediate", "target", "eval")
+        )
+        assert 0 < phases <= metrics["cost/gpu_s"]
+        reported = [line["cost/gpu_s"] for line in _read_jsonl(tmp_path / run / "metrics.jsonl")]
+        assert len(reported) >= 2 and reported == sorted(reported)
 
 
 def test_udpos_learns(tiny_config: Any, tmp_path: Path) -> None:

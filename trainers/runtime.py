@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import torch
 
+from trainers.keys import COST_GPU_S
+
 
 class Runtime(Protocol):
     """What a phase needs from the process it runs in."""
@@ -159,3 +161,39 @@ class RayTrainRuntime:
         """A per-process directory under TMPDIR."""
         self._scratch.mkdir(parents=True, exist_ok=True)
         return self._scratch
+
+
+@dataclass
+class MeteredRuntime:
+    """Another runtime, with the device-seconds its job has held so far added to every report.
+
+    A trial holds its workers from launch to its end, so what it costs is its wall time times its
+    workers, whatever it spent the time on (start-up, training, evaluation, waiting on a barrier).
+    """
+
+    inner: Runtime
+    """The runtime the phases report through."""
+    launched_at: float
+    """When the job was launched (wall clock), the start of what it is charged for."""
+    rank: int = field(init=False)
+    world_size: int = field(init=False)
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rank, self.world_size, self.device = self.inner.rank, self.inner.world_size, self.inner.device
+
+    def device_seconds(self) -> float:
+        """Wall time since launch x workers."""
+        return (time.time() - self.launched_at) * self.world_size
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """The inner report, with ``cost/gpu_s`` added."""
+        self.inner.report({**metrics, COST_GPU_S: self.device_seconds()}, checkpoint_dir)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The inner runtime's."""
+        return self.inner.latest_checkpoint()
+
+    def scratch_dir(self) -> Path:
+        """The inner runtime's."""
+        return self.inner.scratch_dir()

@@ -22,8 +22,8 @@ from trainers.config import TransferConfig
 from trainers.deepspeed_ops import prepare_ops
 from trainers.encoders import resolve_encoder
 from trainers.engine import init_distributed
-from trainers.keys import FINISHED
-from trainers.runtime import LocalRuntime, RayTrainRuntime, Runtime
+from trainers.keys import COST_GPU_S, COST_PHASE_GPU_S, COST_PHASES, FINISHED
+from trainers.runtime import LocalRuntime, MeteredRuntime, RayTrainRuntime, Runtime
 from trainers.tasks import get_task
 
 RESULTS_FILE = "results.json"
@@ -102,6 +102,7 @@ def _quiet_libraries() -> None:
 def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
     config = plan.config
+    runtime = MeteredRuntime(runtime, plan.launched_at)
     _quiet_libraries()
     init_distributed(runtime.device, config.scaling.timeout_s)
     prepare_ops(config.deepspeed.offload_optimizer, config.scaling.timeout_s)
@@ -125,9 +126,17 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
         engine, target_metrics = target.run(runtime, config, encoder_dir, resume)
         metrics.update(target_metrics)
     metrics.update(zero_shot_eval.run(runtime, config, engine, encoder_dir))
+    metrics.update(_costs(metrics, runtime))
     metrics[FINISHED] = 1.0
     runtime.report(metrics, checkpoint_dir=_final_checkpoint(runtime, plan, metrics))
     return metrics
+
+
+def _costs(metrics: dict[str, Any], runtime: MeteredRuntime) -> dict[str, float]:
+    """What the trial cost in device-seconds, in all and per phase (a reused intermediate costs 0)."""
+    seconds = {phase: float(metrics.get(f"time/{phase}_s", 0.0)) for phase in COST_PHASES}
+    costs = {COST_PHASE_GPU_S.format(phase=p): s * runtime.world_size for p, s in seconds.items()}
+    return {**costs, COST_GPU_S: runtime.device_seconds()}
 
 
 def _final_checkpoint(runtime: Runtime, plan: Plan, metrics: dict[str, Any]) -> Path:
