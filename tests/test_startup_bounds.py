@@ -50,6 +50,30 @@ def test_a_stale_shm_op_lock_does_not_hang_a_run(
     assert [p.name for p in (extensions / SHM_COMM_OP).iterdir()] == [TORCH_LOCK]
 
 
+@pytest.mark.slow
+def test_a_stale_lock_of_an_op_xstilts_builds_is_cleared_and_the_run_completes(
+    tiny_config: Any, child_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Optimizer offload needs DeepSpeed's CPU Adam op: built here (a minute or more), past a dead build's lock."""
+    extensions = tmp_path / "torch_extensions"
+    (extensions / "cpu_adam").mkdir(parents=True)
+    (extensions / "cpu_adam" / TORCH_LOCK).touch()
+    env = {**child_env, "TORCH_EXTENSIONS_DIR": str(extensions)}
+    offload = ["deepspeed.zero_stage=1", "deepspeed.offload_optimizer=true"]
+    command = [
+        sys.executable,
+        "-m",
+        "trainers",
+        "--config",
+        str(_config_file(tiny_config, tmp_path, offload)),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["finished"] == 1.0
+    built = {p.name for p in (extensions / "cpu_adam").iterdir()}
+    assert TORCH_LOCK not in built and any(name.endswith(".so") for name in built)
+
+
 def test_a_rendezvous_that_cannot_complete_fails_in_one_line_within_its_bound(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:
