@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xstilts`` console script."""
     # Only the argument parser and UserError load before parsing: --help and bad input answer at once.
+    from trainers.deepspeed_ops import StartupError  # standard library only
     from trainers.errors import UserError
 
     args = build_parser().parse_args(argv)
@@ -313,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError) as error:
         print(f"xstilts: error: {error}", file=sys.stderr)
         return 2
+    except StartupError as error:  # not bad input: a bounded start-up wait ran out, named in one line
+        print(f"xstilts: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
