@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trainers._phase import CheckpointWriteError
 from trainers.config import ConfigError, TransferConfig
 from trainers.deepspeed_ops import StartupError
 from trainers.summary import scores_table
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         metrics = run_local(Plan.for_config(config))
-    except StartupError as error:  # a bounded wait ran out: say what it waited for, in one line
+    # A bounded wait that ran out, or a checkpoint a full disk refused: say what, in one line.
+    except (StartupError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(scores_table(metrics, config.target.task))

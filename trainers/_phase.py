@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,16 @@ import torch
 
 from trainers import engine as engines
 from trainers.config import PhaseConfig, TransferConfig
+from trainers.errors import UserError
 from trainers.modeling import HeadSpec, TransferModel, count_parameters, freeze_bottom
 from trainers.runtime import Runtime
+
+LOW_DISK_BYTES = 64 << 20
+"""Below this much free space, a failed checkpoint write is reported as a full disk."""
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint that could not be written (a full disk): one line, the previous checkpoint intact."""
 
 
 def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed: int) -> TransferModel:
@@ -51,9 +60,22 @@ def checkpoint(
 ) -> None:
     """Save a resumable checkpoint (with the resolved config beside it) and report it with ``metrics``."""
     directory = runtime.scratch_dir() / f"{phase_name}-step{step:07d}"
-    engines.save_checkpoint(engine, directory, {"phase": phase_name, "step": step})
-    if runtime.rank == 0:
-        config.save(directory / "config.yaml")
+    try:
+        engines.save_checkpoint(engine, directory, {"phase": phase_name, "step": step})
+        if runtime.rank == 0:
+            config.save(directory / "config.yaml")
+    except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as a RuntimeError
+        # Nothing points at the partial directory yet (the latest checkpoint is reported below, after a
+        # whole save): drop it, so that it takes no space and is never resumed from.
+        shutil.rmtree(directory, ignore_errors=True)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        free = shutil.disk_usage(directory.parent).free
+        if free < LOW_DISK_BYTES:  # torch's message does not say why; the free space does
+            reason = f"the disk is full: {free // 1024} KiB free; {reason}"
+        raise CheckpointWriteError(
+            f"{phase_name} checkpoint at step {step} could not be written to {directory.parent} ({reason}); "
+            "the previous checkpoint is intact: free space and rerun to resume from it"
+        ) from error
     torch.distributed.barrier()
     runtime.report(metrics, checkpoint_dir=directory)
 
