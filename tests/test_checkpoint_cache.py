@@ -313,7 +313,8 @@ def _trial(root: str, barrier: Any, results: Any, index: int) -> None:
             time.sleep(0.3)  # "training": the others must wait, not train too
             _fake_train(staging, f"trial{index}")
             path = cache.publish(staging, "k1", {"by": index})
-    results.put((index, str(path)))
+    # What a loader would read right after: the whole entry of the one trainer, never a torn one.
+    results.put((index, (str(path), (Path(path) / "model.safetensors").read_text())))
 
 
 def test_processes_train_a_key_exactly_once(tmp_path: Path) -> None:
@@ -321,13 +322,13 @@ def test_processes_train_a_key_exactly_once(tmp_path: Path) -> None:
     procs = [_CTX.Process(target=_trial, args=(str(tmp_path), barrier, results, i)) for i in range(4)]
     for proc in procs:
         proc.start()
-    paths = dict(results.get(timeout=25) for _ in procs)
+    read = dict(results.get(timeout=25) for _ in procs)
     for proc in procs:
         proc.join(timeout=20)
         assert proc.exitcode == 0
     trained = (tmp_path / "trained.log").read_text().split()
     assert len(trained) == 1
-    assert set(paths.values()) == {str(tmp_path / "k1")}
+    assert set(read.values()) == {(str(tmp_path / "k1"), f"weights from {trained[0]}")}
     assert (tmp_path / "k1" / "config.yaml").read_text() == f"tag: {trained[0]}\n"
     assert CheckpointCache(tmp_path).lease_info("k1") is None
 
