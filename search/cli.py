@@ -61,6 +61,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_tracking_uri(args.tracking_uri)
     if args.replay is not None and not os.path.isfile(args.replay):
         raise UserError(f"--replay {args.replay}: grid file not found (benchmarks/grid.py writes it)")
+    if args.dry_run:
+        from search.costs import dry_run  # no Ray, MLflow or torch: it only reads the space
+
+        print(dry_run(space, args.targets, args.max_concurrent_trials))
+        return 0
     from search.tuner import SearchOptions, run_search
 
     options = options_from(SearchOptions, args)
@@ -289,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="reuse_intermediate",
         action="store_false",
         help="with --replay: charge every trial its own intermediate phase, as a search without the cache would",
+    )
+    search.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the space and print the plan (studies, trials, distinct intermediate configurations, "
+        "GPUs per trial, concurrency) and its estimated GPU-hours beside the paper's grid; start nothing",
     )
     search.set_defaults(func=cmd_search)
 

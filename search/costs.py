@@ -43,6 +43,7 @@ from search.space import (
     Param,
     SchedulerSettings,
     SearchSpace,
+    SpaceError,
 )
 from trainers.checkpoint_cache import key_fields
 from trainers.config import PhaseConfig, TargetConfig, TransferConfig, stable_hash
@@ -782,3 +783,16 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
     lines.append(f"  - train examples per task (task registry, data caps applied): {', '.join(shown)}")
     lines += [f"  - {rule}" for rule in RULES]
     return "\n".join(lines)
+
+
+def dry_run(space: SearchSpace, targets: list[str], max_concurrent_trials: int | None) -> str:
+    """``xstilts search --dry-run``: the plan and estimate of ``space`` (only ``targets`` if given)."""
+    if max_concurrent_trials is not None and max_concurrent_trials < 1:
+        raise SpaceError(f"--max-concurrent-trials must be >= 1, got {max_concurrent_trials}")
+    for target in targets:
+        if target not in space.targets:
+            raise SpaceError(
+                f"--target {target} is not a target of {space.source} ({', '.join(space.targets)})"
+            )
+    concurrent = max_concurrent_trials or space.tuner.max_concurrent_trials
+    return format_plan(space, estimate(space, targets or None), concurrent)
