@@ -89,15 +89,19 @@ def read_qa_labels(path: Path) -> dict[str, list[str]]:
     articles = data.get("data") if isinstance(data, dict) else data
     if not isinstance(articles, list):
         raise ScoreError(f"{path}: QA labels must be SQuAD JSON (a 'data' list of articles)")
+    labels: dict[str, list[str]] = {}
     try:
-        return {
-            str(qa["id"]): [answer["text"] for answer in qa["answers"]]
-            for article in articles
-            for paragraph in article["paragraphs"]
-            for qa in paragraph["qas"]
-        }
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    qid = str(qa["id"])
+                    if qid in labels:
+                        # Predictions are keyed by id: a repeated id would be scored against one answer.
+                        raise ScoreError(f"{path}: question id {qid!r} occurs twice; ids must be unique")
+                    labels[qid] = [answer["text"] for answer in qa["answers"]]
     except (KeyError, TypeError) as error:
         raise ScoreError(f"{path}: not SQuAD JSON (missing {error})") from None
+    return labels
 
 
 def _pairs(lines: list[str], path: Path) -> list[tuple[str, ...]]:

@@ -118,9 +118,19 @@ def test_squad_takes_the_best_reference_and_counts_missing_predictions_as_zero()
         assert compute("squad", preds, refs) == {"f1": 50.0, "exact_match": 50.0}
 
 
-def test_squad_unanswerable_questions_score_against_the_empty_answer() -> None:
+def test_squad_v2_unanswerable_questions_score_against_the_empty_answer() -> None:
     refs: dict[str, Any] = {"q1": [], "q2": {"text": [], "answer_start": []}}
-    assert compute("squad", {"q1": "", "q2": "something"}, refs) == {"f1": 50.0, "exact_match": 50.0}
+    assert compute("squad_v2", {"q1": "", "q2": "something"}, refs) == {"f1": 50.0, "exact_match": 50.0}
+
+
+def test_squad_v1_scores_an_empty_normalised_answer_f1_0_as_its_script_does() -> None:
+    # evaluate-v1.1.py (XTREME's evaluate_squad.py): "The" and "a" both normalise to nothing, so they
+    # match exactly, but with no shared token F1 is 0; SQuAD 2.0's script (squad_v2) gives F1 1.
+    assert compute("squad", {"q": "a"}, {"q": ["The"]}) == {"exact_match": 100.0, "f1": 0.0}
+    assert compute("squad_v2", {"q": "a"}, {"q": ["The"]}) == {"exact_match": 100.0, "f1": 100.0}
+    # ASCII punctuation only: a guillemet stays, so it costs the exact match.
+    assert compute("squad", {"q": "«Berlin»"}, {"q": ["Berlin"]}) == {"exact_match": 0.0, "f1": 0.0}
+    assert compute("squad", {"q": "Berlin!"}, {"q": ["berlin"]}) == {"exact_match": 100.0, "f1": 100.0}
 
 
 def test_retrieval_accuracy_by_hand() -> None:

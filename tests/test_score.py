@@ -12,7 +12,7 @@ import pytest
 import seqeval.metrics
 
 from search.cli import main
-from search.score import score_files
+from search.score import ScoreError, score_files
 from trainers.tasks import get_task
 
 REAL = Path(os.environ.get("XSTILTS_REAL_DATA", "/work/shared/real"))
@@ -161,22 +161,31 @@ def test_score_all_without_every_task_has_no_xtreme_score(
     assert code == 2 and f"no file {pred / 'xnli' / 'test-de.tsv'}" in err
 
 
+TYDIQA_EN = REAL / "tydiqa" / "tydiqa-goldp-v1.1-train" / "tydiqa.goldp.en.train.json"
 needs_real = pytest.mark.skipif(
-    not (REAL / "xquad" / "xquad.de.json").is_file() or not (REAL / "udpos" / "dev-de.tsv").is_file(),
+    not TYDIQA_EN.is_file() or not (REAL / "udpos" / "dev-de.tsv").is_file(),
     reason=f"real XTREME files not found under {REAL} (set XSTILTS_REAL_DATA)",
 )
 
 
 @needs_real
-def test_score_on_real_xquad_and_udpos_files(tmp_path: Path) -> None:
-    labels = REAL / "xquad" / "xquad.de.json"
-    articles = json.loads(labels.read_text(encoding="utf-8"))["data"]
-    qas = [qa for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+def test_score_on_real_tydiqa_and_udpos_files(tmp_path: Path) -> None:
+    # The English TyDiQA-GoldP train set is labelled (XTREME's dev/test copies here have empty answers),
+    # but XTREME's copy numbers questions per paragraph, so ids repeat: refused, not silently merged.
+    predictions = _json(tmp_path / "p.json", {"0": "x"})
+    with pytest.raises(ScoreError, match=r"question id '.*' occurs twice; ids must be unique"):
+        score_files("tydiqa", predictions, TYDIQA_EN)
+    # One question per id, as a labels file in tmp_path.
+    articles = json.loads(TYDIQA_EN.read_text(encoding="utf-8"))["data"]
+    qas = list(
+        {qa["id"]: qa for a in articles for p in a["paragraphs"] for qa in reversed(p["qas"])}.values()
+    )
+    labels = _json(tmp_path / "labels.json", {"data": [{"paragraphs": [{"context": "", "qas": qas}]}]})
     gold = _json(tmp_path / "gold.json", {qa["id"]: qa["answers"][0]["text"] for qa in qas})
-    assert score_files("xquad", gold, labels) == {"f1": 100.0, "exact_match": 100.0}
+    assert score_files("tydiqa", gold, labels) == {"f1": 100.0, "exact_match": 100.0}
     half = _json(tmp_path / "half.json", {qa["id"]: qa["answers"][0]["text"] for qa in qas[: len(qas) // 2]})
     with pytest.warns(UserWarning, match="Unanswered question"):  # as the SQuAD script prints, per question
-        half_scores = score_files("xquad", half, labels)
+        half_scores = score_files("tydiqa", half, labels)
     assert half_scores["exact_match"] == pytest.approx(100 * (len(qas) // 2) / len(qas))
     # UD POS dev (token<TAB>tag lines): predict NOUN everywhere; XTREME's number is seqeval's F1 of read_tag.
     sentences = [

@@ -1,9 +1,10 @@
 """The metric registry: every ``TaskSpec.metric`` name -> how to score it, on XTREME's 0-100 scale.
 
-Each metric wraps a maintained implementation (scikit-learn, seqeval, torchmetrics' port of the
-official SQuAD script) rather than re-deriving it, so that our numbers match the published ones.
-MLQA's per-language normalisation has no maintained implementation; ``_mlqa`` follows MLQA's official
-script (``mlqa_evaluation_v1.py``, which XTREME's ``evaluate.py`` calls) rule for rule.
+Each metric wraps a maintained implementation where one computes the reference's number (scikit-learn,
+seqeval, torchmetrics' port of the SQuAD 2.0 script). Where none does, the reference's rules are
+followed one for one: SQuAD v1.1's script (XTREME's ``evaluate_squad.py``, for XQuAD and TyDiQA) scores
+an answer that normalises to nothing F1 0, where torchmetrics applies SQuAD 2.0's rule (1 when both are
+empty); MLQA's script (``mlqa_evaluation_v1.py``, XTREME's ``evaluate_mlqa.py``) normalises per language.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _answer_texts(answers: Sequence[str] | Mapping[str, Sequence[Any]]) -> list[
     return texts or [""]
 
 
-def _squad(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Scores:
+def _squad_v2(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Scores:
     # A question without a prediction scores 0 (official script); predictions without a question are ignored.
     preds = [{"id": qid, "prediction_text": text} for qid, text in predictions.items()]
     target = [{"id": qid, "answers": {"text": _answer_texts(ans)}} for qid, ans in references.items()]
@@ -167,7 +168,17 @@ def _mlqa_tokens(text: str, language: str) -> tuple[str, ...]:
     return tuple(token for token in _mlqa_segments(text, language) if token.strip())
 
 
-def _mlqa_f1(prediction: tuple[str, ...], truth: tuple[str, ...]) -> float:
+_ASCII_PUNCT = frozenset(string.punctuation)
+
+
+@cache
+def _squad_tokens(text: str) -> tuple[str, ...]:
+    """SQuAD v1.1's ``normalize_answer`` split into tokens: lower, drop ASCII punctuation and articles."""
+    text = "".join(char for char in text.lower() if char not in _ASCII_PUNCT)
+    return tuple(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def _overlap_f1(prediction: tuple[str, ...], truth: tuple[str, ...]) -> float:
     shared = sum((Counter(prediction) & Counter(truth)).values())
     if shared == 0:
         return 0.0
@@ -175,23 +186,33 @@ def _mlqa_f1(prediction: tuple[str, ...], truth: tuple[str, ...]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _mlqa(predictions: Mapping[str, str], references: Mapping[str, Any], language: str) -> Scores:
-    # The official MLQA script: per-question best over the gold answers; a question without a
+def _overlap_scores(
+    predictions: Mapping[str, str], references: Mapping[str, Any], tokens: Callable[[str], tuple[str, ...]]
+) -> Scores:
+    # The SQuAD v1.1 and MLQA scripts: per-question best over the gold answers; a question without a
     # prediction scores 0; predictions without a question are ignored.
-    if language not in _MLQA_ARTICLES:
-        raise ValueError(f"MLQA normalises only {', '.join(_MLQA_ARTICLES)}, not {language!r}")
-    _require_nonempty(references, "MLQA questions")
+    _require_nonempty(references, "questions")
     exact = f1 = 0.0
     for qid, answers in references.items():
         if qid not in predictions:
-            warnings.warn(f"Unanswered question {qid} will receive score 0.", stacklevel=3)
+            warnings.warn(f"Unanswered question {qid} will receive score 0.", stacklevel=4)
             continue
-        predicted = _mlqa_tokens(predictions[qid], language)
-        truths = [_mlqa_tokens(text, language) for text in _answer_texts(answers)]
-        # The script compares normalised strings; joined tokens are exactly those strings.
+        predicted = tokens(predictions[qid])
+        truths = [tokens(text) for text in _answer_texts(answers)]
+        # The scripts compare normalised strings; joined tokens are exactly those strings.
         exact += max(float(predicted == truth) for truth in truths)
-        f1 += max(_mlqa_f1(predicted, truth) for truth in truths)
+        f1 += max(_overlap_f1(predicted, truth) for truth in truths)
     return {"exact_match": _percent(exact / len(references)), "f1": _percent(f1 / len(references))}
+
+
+def _squad(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Scores:
+    return _overlap_scores(predictions, references, _squad_tokens)
+
+
+def _mlqa(predictions: Mapping[str, str], references: Mapping[str, Any], language: str) -> Scores:
+    if language not in _MLQA_ARTICLES:
+        raise ValueError(f"MLQA normalises only {', '.join(_MLQA_ARTICLES)}, not {language!r}")
+    return _overlap_scores(predictions, references, lambda text: _mlqa_tokens(text, language))
 
 
 def _pair_set(pairs: Iterable[Sequence[Any]]) -> set[tuple[Any, Any]]:
@@ -235,7 +256,7 @@ METRICS: dict[str, Metric] = {
         Metric(
             "squad_v2",
             "f1",
-            _squad,
+            _squad_v2,
             inputs="as squad; an unanswerable question has no answer texts, and '' predicts no answer",
             xtreme_keys=("exact_match", "f1"),
             null_answer=True,
