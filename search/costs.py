@@ -643,7 +643,8 @@ def _grid(space: SearchSpace, targets: list[str], assumptions: CostAssumptions) 
             continue
         baseline = space.to_transfer_config(space._assign(target, _seeded_pick(merged, None)), target)
         cost = _target_cost(baseline, assumptions)
-        examples[target] = train_examples(target, baseline)
+        trains_on = get_task(target).train_task
+        examples[f"{target} ({trains_on})" if trains_on else target] = train_examples(target, baseline)
         target_costs[target] = cost
         runs += runs_per_target
         if cost is not None:
