@@ -222,3 +222,24 @@ def test_the_pipelines_numbers_are_xstilts_scores_of_its_own_predictions(
         scores = score_files(target, *files, lang)
         for key, value in scores.items():
             assert results[f"zero_shot/{lang}/{key}"] == pytest.approx(value), (lang, key)
+
+
+# XTREME evaluate.py's TASK2LANGS (its "bucc2018" is our "bucc"): the languages its scores average over.
+XTREME_TASK2LANGS = {
+    "pawsx": "de,en,es,fr,ja,ko,zh",
+    "xnli": "ar,bg,de,el,en,es,fr,hi,ru,sw,th,tr,ur,vi,zh",
+    "panx": "ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,ru,ja,ka,ko,th,sw,"
+    "yo,my,zh,kk,tr,et,fi,hu",
+    "udpos": "af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh",
+    "bucc": "de,fr,ru,zh",
+    "tatoeba": "ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,"
+    "tr,et,fi,hu",
+    "xquad": "en,es,de,el,ru,tr,ar,vi,th,zh,hi",
+    "mlqa": "en,es,de,ar,hi,vi,zh",
+    "tydiqa": "en,ar,bn,fi,id,ko,ru,sw,te",
+}
+
+
+@pytest.mark.parametrize("task", sorted(XTREME_TASK2LANGS))
+def test_every_task_averages_over_xtremes_languages(task: str) -> None:
+    assert set(get_task(task).languages) == set(XTREME_TASK2LANGS[task].split(","))
