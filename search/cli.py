@@ -20,7 +20,8 @@ def options_from(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**{name: value for name, value in vars(args).items() if name in names})
 
 
-def _load_run_config(path: str | None, overrides: list[str]) -> object:
+def load_run_config(path: str | None, overrides: list[str]) -> object:
+    """The config of ``xstilts run`` (and ``rank``): a YAML file, or the embedded default, plus overrides."""
     from trainers.config import TransferConfig
 
     if path is None:
@@ -34,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trainers.config import TransferConfig
     from trainers.preflight import preflight
 
-    config = _load_run_config(args.config, args.set)
+    config = load_run_config(args.config, args.set)
     assert isinstance(config, TransferConfig)
     preflight(config)
     # The trainer stack (torch, DeepSpeed, Ray Train) loads only once the input is known to be good.
@@ -310,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     from search.score import add_score_parser  # light: the metric libraries load in its handler
 
     add_score_parser(commands)
+    from search.rank import add_rank_parser  # light: torch loads in its handler
+
+    add_rank_parser(commands)
     return parser
 
 
