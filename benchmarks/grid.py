@@ -235,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from trainers.worker import _quiet_libraries
+    import transformers
 
-    _quiet_libraries()
+    transformers.logging.set_verbosity_error()  # a load report per cell would bury the progress lines
+    transformers.logging.disable_progress_bar()
     todo = cells(tuple(args.targets), tuple(args.seeds))
     scratch = Path(tempfile.mkdtemp(prefix="xstilts-grid-"))
     if args.smoke:  # the baseline and one intermediate task, one target configuration each
