@@ -115,10 +115,13 @@ def test_squad_v2_dev_answers_no_answer(tokenizer: Any, task: str, exact_match: 
     assert scores["exact_match"] == exact_match
 
 
-def test_a_language_without_a_dev_split_is_noted_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_language_without_a_dev_split_is_noted_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import trainers.zero_shot_eval as zero_shot_eval
     from trainers.config import TransferConfig
     from trainers.data import DataError
+    from trainers.runtime import LocalRuntime
     from trainers.tasks import get_task
 
     def eval_set(config: Any, task: Any, split: str, lang: str, *args: Any) -> str:
@@ -132,8 +135,8 @@ def test_a_language_without_a_dev_split_is_noted_not_fatal(monkeypatch: pytest.M
     monkeypatch.setattr(zero_shot_eval, "label_names_for", lambda task, config: ())
     monkeypatch.setattr(zero_shot_eval, "evaluate", lambda engine, head, data, *a, **k: {"f1": scored[data]})
     config = TransferConfig.from_dict({"target": {"task": "udpos"}, "evaluation": {"split": "test"}})
-    runtime = SimpleNamespace(device="cpu", rank=0)
-    metrics = zero_shot_eval._trained(runtime, config, get_task("udpos"), None, "enc", ["en", "kk"])  # type: ignore[arg-type]
+    runtime = LocalRuntime(tmp_path / "run")
+    metrics = zero_shot_eval._trained(runtime, config, get_task("udpos"), None, "enc", ["en", "kk"])
     assert metrics["zero_shot_avg"] == pytest.approx(75.0)
     assert metrics["target_dev/en"] == 92.0 and "target_dev/kk" not in metrics
     assert metrics["target_dev_missing/kk"] == 1.0
