@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from trainers import engine as engines
 from trainers.config import PhaseConfig, TransferConfig
 from trainers.errors import UserError
 from trainers.modeling import HeadSpec, TransferModel, count_parameters, freeze_bottom
+from trainers.progress import stage
 from trainers.runtime import Runtime
 
 LOW_DISK_BYTES = 64 << 20
@@ -27,7 +29,12 @@ def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed
     """Load the encoder, add fresh heads (seeded), freeze the bottom ``freeze_depth`` layers."""
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(encoder_dir)
+    # A hub id is downloaded on first use (minutes for a large encoder): say so rather than stay silent.
+    loading = (
+        contextlib.nullcontext() if Path(encoder_dir).is_dir() else stage(f"loading encoder {encoder_dir}")
+    )
+    with loading:
+        encoder = AutoModel.from_pretrained(encoder_dir)
     if hasattr(encoder, "pooler"):
         encoder.pooler = None  # heads read token states; an unused pooler would get no gradient
     torch.manual_seed(seed)

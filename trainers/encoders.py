@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainers.progress import stage
+
 TINY_VERSION = "1"
 
 
@@ -72,7 +74,8 @@ def _tiny_dir(cache_dir: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
     try:
-        _build_tiny(staging, data_root)
+        with stage(f"building the tiny encoder in {final}"):
+            _build_tiny(staging, data_root)
         try:
             os.rename(staging, final)
         except OSError:

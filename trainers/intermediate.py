@@ -14,6 +14,7 @@ from trainers.data import collate
 from trainers.evaluation import evaluate
 from trainers.modeling import HeadSpec
 from trainers.prepare import eval_set, label_names_for, load_tokenizer, train_features
+from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
 from trainers.tasks import get_task
 
@@ -53,15 +54,26 @@ def run(
     pad_id = tokenizer.pad_token_id
     loss = float("nan")
     stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
+    shown = PhaseProgress(
+        PHASE,
+        total_steps,
+        start=start,
+        examples_per_unit=phase.batch_size * runtime.world_size,
+        world_size=runtime.world_size,
+    )
     for step in range(start + 1, total_steps + 1):
         index = schedule[step - 1]
         rows = [features[index][i] for i in next(streams[index])]
         batch = _loop.to_device(collate(rows, pad_id), runtime.device)
         with stepping:
             loss = _loop.train_step(engine, tasks[index].name, batch)
+        report_due = shown.advance(step, loss)
         progress = {"intermediate/step": step, "intermediate/loss": loss, "target_step": 0}
         if _phase.due(step, phase.checkpoint_every, total_steps):
-            _phase.checkpoint(runtime, engine, PHASE, step, config, progress)
+            _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
+        elif report_due:
+            runtime.report(shown.metrics())  # progress/* only: the driver's table, not a phase result
+    shown.close()
     # Evaluate on each task's English dev set.
     metrics: dict[str, float] = {
         "intermediate/step": total_steps,

@@ -18,6 +18,7 @@ from trainers.evaluation import evaluate
 from trainers.metrics import primary
 from trainers.modeling import HeadSpec
 from trainers.prepare import EvalSet, eval_set, label_names_for, load_tokenizer, train_features
+from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
 from trainers.tasks import TaskSpec, get_task
 
@@ -85,22 +86,34 @@ def run(
     # Train, evaluating and checkpointing on their cadences.
     loss = float("nan")
     stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
+    shown = PhaseProgress(
+        PHASE,
+        total_steps,
+        start=start,
+        examples_per_unit=phase.batch_size * runtime.world_size,
+        world_size=runtime.world_size,
+    )
     for step in range(start + 1, total_steps + 1):
         rows = [features[i] for i in next(stream)]
         batch = _loop.to_device(collate(rows, pad_id), runtime.device)
         with stepping:
             loss = _loop.train_step(engine, target.name, batch)
-        progress: dict[str, float] = {
+        report_due = shown.advance(step, loss)
+        progress: dict[str, Any] = {
             "target_step": step,
             "target/loss": loss,
             "target/progress": step / total_steps,
         }
         if _phase.due(step, phase.eval_every, total_steps):
             progress.update(english_dev())
+            shown.set_dev(progress["en_dev"])
         if _phase.due(step, phase.checkpoint_every, total_steps):
-            _phase.checkpoint(runtime, engine, PHASE, step, config, progress)
+            _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
         elif "en_dev" in progress:
-            runtime.report(progress)
+            runtime.report({**progress, **shown.metrics()})
+        elif report_due:
+            runtime.report(shown.metrics())  # progress/* only: no target_step, so ASHA does not read it
+    shown.close()
     metrics = {
         "target_step": total_steps,
         "target/loss": loss,

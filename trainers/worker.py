@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from trainers import intermediate, target, zero_shot_eval
+from trainers import intermediate, progress, target, zero_shot_eval
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key, key_fields
 from trainers.config import TransferConfig
 from trainers.deepspeed_ops import prepare_ops
@@ -91,19 +91,20 @@ def _intermediate_encoder(
     return str(cache.path(key))
 
 
-def _quiet_libraries() -> None:
-    """Keep weight-loading progress bars and load reports (e.g. an unused pooler) out of the logs."""
+def _quiet_libraries(rank: int) -> None:
+    """Keep load reports (e.g. an unused pooler) out of the logs, and library bars off all but an interactive rank 0."""
     import transformers
 
     transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    progress.set_rank(rank)
+    progress.quiet_library_bars(rank)
 
 
 def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
     config = plan.config
     runtime = MeteredRuntime(runtime, plan.launched_at)
-    _quiet_libraries()
+    _quiet_libraries(runtime.rank)
     init_distributed(runtime.device, config.scaling.timeout_s)
     prepare_ops(config.deepspeed.offload_optimizer, config.scaling.timeout_s)
     metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}

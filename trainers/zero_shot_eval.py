@@ -33,6 +33,7 @@ from trainers.data.bucc import bucc_dir_languages, load_bucc, reads_bucc_dir
 from trainers.evaluation import evaluate
 from trainers.metrics import aggregate_languages, primary, xtreme_task_score
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
+from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
 from trainers.tasks import TaskSpec, get_task
 
@@ -102,7 +103,10 @@ def _trained(
     metrics: dict[str, float] = {}
     splits = {"zero_shot": config.evaluation.split, "target_dev": "dev"}
     for prefix, split in splits.items():
-        for lang in langs:
+        shown = PhaseProgress(
+            f"eval {split}", len(langs), unit="language", calibrate_after=1, world_size=runtime.world_size
+        )
+        for done, lang in enumerate(langs, 1):
             try:
                 data = eval_set(config, task, split, lang, tokenizer, labels)
             except DataError:
@@ -110,6 +114,8 @@ def _trained(
                     raise
                 # No dev split in this language (XQuAD; UD Kazakh, Thai): oracle selection skips it.
                 metrics[f"target_dev_missing/{lang}"] = 1.0
+                if shown.advance(done):
+                    runtime.report(shown.metrics())
                 continue
             # One rank writes the files every rank computed, in XTREME's formats for `xstilts score`.
             write = prefix == "zero_shot" and config.evaluation.write_predictions and runtime.rank == 0
@@ -125,6 +131,9 @@ def _trained(
             )
             metrics[f"{prefix}/{lang}"] = primary(task.metric, scores)
             metrics.update({f"{prefix}/{lang}/{k}": v for k, v in scores.items()})
+            if shown.advance(done):  # every rank scored the same languages: the report's collective is safe
+                runtime.report(shown.metrics())
+        shown.close()
         metrics.update(_averages(metrics, prefix, langs))
     return metrics
 
@@ -166,7 +175,8 @@ def _tatoeba(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Em
         }
 
     metrics: dict[str, float] = {}
-    for lang in langs:
+    shown = PhaseProgress("eval", len(langs), unit="language", calibrate_after=1)  # rank 0 alone
+    for done, lang in enumerate(langs, 1):
         try:
             metrics[f"target_dev/{lang}"] = primary(task.metric, score("dev", lang))
         except DataError:
@@ -174,6 +184,8 @@ def _tatoeba(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Em
         scores = score(config.evaluation.split, lang)
         metrics[f"zero_shot/{lang}"] = primary(task.metric, scores)
         metrics.update({f"zero_shot/{lang}/{k}": float(v) for k, v in scores.items()})
+        shown.advance(done)
+    shown.close()
     return metrics
 
 
@@ -201,7 +213,8 @@ def _bucc_candidates(
 
 def _bucc(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Embed) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    for lang in langs:
+    shown = PhaseProgress("eval", len(langs), unit="language", calibrate_after=1)  # rank 0 alone
+    for done, lang in enumerate(langs, 1):
         dev, dev_gold = _bucc_candidates(config, task, "dev", lang, embed)
         # Dev F1 at the threshold tuned on dev itself: target-language supervision, an oracle criterion.
         dev_scores = retrieval.bucc_from_candidates(dev, dev_gold, dev, dev_gold)
@@ -210,6 +223,8 @@ def _bucc(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Embed
         scores = retrieval.bucc_from_candidates(dev, dev_gold, test, test_gold)
         metrics[f"zero_shot/{lang}"] = primary(task.metric, scores)
         metrics.update({f"zero_shot/{lang}/{k}": float(v) for k, v in scores.items()})
+        shown.advance(done)
+    shown.close()
     return metrics
 
 

@@ -22,6 +22,7 @@ import torch
 
 from trainers.config import stable_hash
 from trainers.data.loading import DataError
+from trainers.progress import stage
 from trainers.tasks import CANONICAL_COLUMNS, TaskSpec, TaskType
 
 # Bump when the features of some task type change, so that old caches are not reused.
@@ -85,10 +86,11 @@ def featurize(
     # The directory appears only by an atomic rename, so its presence means a complete cache.
     if path.is_dir():
         return datasets.load_from_disk(str(path))
-    features = _featurize_uncached(
-        task, dataset, tokenizer, max_length, doc_stride, training, names, key, keep_in_memory=True
-    )
-    return _save_atomically(features, path)
+    with stage(f"tokenizing {task.name} {cache_key or ''} ({len(dataset)} rows) into the feature cache"):
+        features = _featurize_uncached(
+            task, dataset, tokenizer, max_length, doc_stride, training, names, key, keep_in_memory=True
+        )
+        return _save_atomically(features, path)
 
 
 def featurize_texts(texts: Iterable[str], tokenizer: Any, max_length: int) -> datasets.Dataset:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from trainers.progress import stage
 from trainers.tasks import TASKS, TaskSpec, TaskType
 from trainers.tasks.xtreme import NER_TAGS, TYDIQA_NAMES, UPOS_TAGS
 
@@ -1142,7 +1143,8 @@ def ensure_miniature(root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the tree is shared data
-        generate_miniature(tmp)
+        with stage(f"generating the miniature benchmark in {final}"):
+            generate_miniature(tmp)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -1,0 +1,140 @@
+"""Long work shows its progress: periodic lines on a non-interactive stream, progress reports for the driver."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainers.keys import PROGRESS_ETA_S, PROGRESS_PHASE, PROGRESS_STEP, PROGRESS_TOTAL
+from trainers.progress import (
+    PROGRESS_EVERY_ENV,
+    PhaseProgress,
+    ProgressSettingError,
+    ProgressSettings,
+    duration,
+    set_rank,
+    stage,
+)
+from trainers.worker import Plan, run_local
+
+STEP_LINE = re.compile(
+    r"^xstilts: target step (\d+)/12 \(\d+%\) \| [\d.]+ (?:step/s|s/step), ([\d.]+) ex/s \| loss [\d.]+(?: \| eta \S+)?"
+)
+EVAL_LINE = re.compile(r"^xstilts: eval test language (\d+)/(\d+) \(\d+%\)")
+
+
+def test_a_short_phase_prints_periodic_lines_and_reports_progress(
+    tiny_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 12-step target phase with output captured (not a terminal) and a line due at every step."""
+    monkeypatch.setenv(PROGRESS_EVERY_ENV, "0")
+    config = tiny_config(tmp_path / "run", "pawsx", None, ["target.max_steps=12", "target.batch_size=4"])
+    run_local(Plan(config, cache_root=str(tmp_path / "cache")))
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+
+    # The phase says what it will do, then a line per step (every_s=0): phase, step/total, rate, loss, ETA.
+    assert "xstilts: target: 12 steps" in lines
+    steps = [m for m in map(STEP_LINE.match, lines) if m]
+    assert [int(m.group(1)) for m in steps] == [*range(1, 13), 12]  # the last: the closing line
+    assert all(float(m.group(2)) > 0 for m in steps)  # examples per second
+    assert "eta" in lines[lines.index(steps[0].group(0))]
+    assert "| done in " in steps[-1].string
+    # Evaluation counts languages.
+    evals = [m for m in map(EVAL_LINE.match, lines) if m]
+    total = int(evals[0].group(2))
+    assert total > 1  # every language the miniature has for the task
+    assert [int(m.group(1)) for m in evals] == [*range(1, total + 1), total]
+    # Nothing of it reaches stdout, where `xstilts run` prints its scores table.
+    assert "xstilts: target" not in captured.out
+
+    # The driver got progress reports between checkpoints: agreed after 10 steps, then every step
+    # but the last (that one is the phase's own result); they carry progress/* only, no target_step
+    # (which ASHA reads as the trial's time).
+    reports = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    target = [r for r in reports if r.get(PROGRESS_PHASE) == "target"]
+    assert [r[PROGRESS_STEP] for r in target] == [11]
+    assert target[0][PROGRESS_TOTAL] == 12 and target[0][PROGRESS_ETA_S] >= 0
+    assert "target_step" not in target[0] and "cost/gpu_s" in target[0]
+    evaluated = [r[PROGRESS_STEP] for r in reports if r.get(PROGRESS_PHASE) == "eval test"]
+    assert evaluated == list(range(2, total))
+
+
+class FakeClock:
+    """Seconds that move only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_lines_come_every_interval_not_every_step() -> None:
+    """On a non-interactive stream, 100 steps 1 s apart at a 30 s interval give a line every 30 s."""
+    clock, stream = FakeClock(), io.StringIO()
+    shown = PhaseProgress(
+        "intermediate",
+        100,
+        examples_per_unit=8,
+        settings=ProgressSettings(every_s=30.0),
+        stream=stream,
+        clock=clock,
+    )
+    due = []
+    for step in range(1, 101):
+        clock.now += 1.0
+        if shown.advance(step, loss=0.5):
+            due.append(step)
+    shown.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "xstilts: intermediate: 100 steps"
+    assert lines[1:4] == [
+        "xstilts: intermediate step 30/100 (30%) | 1.00 step/s, 8.0 ex/s | loss 0.5000 | eta 1m10s",
+        "xstilts: intermediate step 60/100 (60%) | 1.00 step/s, 8.0 ex/s | loss 0.5000 | eta 40s",
+        "xstilts: intermediate step 90/100 (90%) | 1.00 step/s, 8.0 ex/s | loss 0.5000 | eta 10s",
+    ]
+    assert (
+        lines[4]
+        == "xstilts: intermediate step 100/100 (100%) | 1.00 step/s, 8.0 ex/s | loss 0.5000 | done in 1m40s"
+    )
+    assert len(lines) == 5
+    # Reports to the driver: 30 s at the pace of steps 2-10 is every 30 steps (never on the last step).
+    assert shown.report_every == 30 and due == [30, 60, 90]
+
+
+def test_other_ranks_print_nothing() -> None:
+    """Rank 1 prints no line at all, but agrees on the report cadence like rank 0."""
+    clock, stream = FakeClock(), io.StringIO()
+    set_rank(1)
+    try:
+        shown = PhaseProgress(
+            "target", 20, settings=ProgressSettings(every_s=0.0), stream=stream, clock=clock
+        )
+        due = []
+        for step in range(1, 21):
+            clock.now += 1.0
+            due += [step] if shown.advance(step) else []
+        shown.close()
+        with stage("building something", stream=stream):
+            pass
+    finally:
+        set_rank(None)
+    assert stream.getvalue() == ""
+    assert due == list(range(11, 20))
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
+def test_a_bad_interval_is_one_clear_error(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_EVERY_ENV, raw)
+    with pytest.raises(ProgressSettingError, match=f"{PROGRESS_EVERY_ENV}='{re.escape(raw)}'"):
+        ProgressSettings.from_env()
+
+
+def test_durations_read_like_a_clock() -> None:
+    assert [duration(s) for s in (0, 42, 190, 3720)] == ["0s", "42s", "3m10s", "1h02m"]
