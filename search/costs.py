@@ -31,7 +31,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from search.space import (
     INTERMEDIATE_TASK,
@@ -47,44 +47,11 @@ from search.space import (
 )
 from trainers.checkpoint_cache import key_fields
 from trainers.config import PhaseConfig, TargetConfig, TransferConfig, stable_hash
+from trainers.memory import GIB, MemoryPlan, check_fits, encoder_shape, memory_plan
 from trainers.tasks import TaskType, get_task
 
 MAX_ENUMERATED = 256
 """An int parameter with more values than this is treated as continuous (one configuration per draw)."""
-
-
-@dataclass(frozen=True)
-class EncoderShape:
-    """What the FLOPs of an encoder layer depend on."""
-
-    layers: int
-    """Transformer layers."""
-    hidden: int
-    """Hidden size."""
-    ffn: int
-    """Feed-forward (intermediate) size."""
-
-    def layer_forward_flops(self, seq_len: int) -> float:
-        """Forward FLOPs of one layer per token: the four attention projections, the FFN, QK^T and AV."""
-        matmuls = 4 * self.hidden * self.hidden + 2 * self.hidden * self.ffn
-        return 2.0 * matmuls + 4.0 * seq_len * self.hidden
-
-
-ENCODER_SHAPES: dict[str, EncoderShape] = {
-    "tiny": EncoderShape(2, 64, 128),
-    "minilm": EncoderShape(6, 384, 1536),
-    "xlm-roberta-base": EncoderShape(12, 768, 3072),
-    "xlm-roberta-large": EncoderShape(24, 1024, 4096),
-    "bert-base-multilingual-cased": EncoderShape(12, 768, 3072),
-    "bert-base-multilingual-uncased": EncoderShape(12, 768, 3072),
-    "mdeberta-v3-base": EncoderShape(12, 768, 3072),
-}
-"""Encoder shapes by name (the part after the last "/"), from each model's published config.json."""
-
-
-def encoder_shape(name_or_path: str) -> EncoderShape | None:
-    """The shape of ``name_or_path`` (None if the table does not know it)."""
-    return ENCODER_SHAPES.get(name_or_path, ENCODER_SHAPES.get(name_or_path.rstrip("/").rsplit("/", 1)[-1]))
 
 
 @dataclass(frozen=True)
@@ -97,6 +64,8 @@ class CostAssumptions:
     """Its dense bf16 peak, TFLOP/s (A100: 312)."""
     mfu: float = 0.30
     """Model FLOPs utilisation assumed for encoder fine-tuning at these batch sizes (not measured here)."""
+    gpu_memory_gib: float = 80.0
+    """Its memory, which the memory plan of every phase must fit."""
 
     def __post_init__(self) -> None:
         if self.peak_tflops <= 0 or not 0 < self.mfu <= 1:
@@ -119,6 +88,10 @@ RULES: tuple[str, ...] = (
     "a random trial draws each active parameter uniformly (Optuna's random start-up distribution)",
     "an intermediate configuration (its checkpoint key) is trained once and reused by every later trial "
     "of any target; a continuous parameter in the key makes every draw a new configuration",
+    "memory: 2 (bf16) or 4 (fp32) bytes per parameter, gradients the same per trainable parameter, "
+    "AdamW 12 (bf16: fp32 master, two moments) or 8 bytes, split by ZeRO stage 1/2/3 over the workers, "
+    "0 when offloaded; activations per trained layer as Korthikanti et al. 2022; DeepSpeed's buckets, "
+    "the CUDA context and the heads not counted",
     "ASHA: past rung k a trial continues with probability 1/reduction_factor^(k+1), and stops at max_t",
     "the grid: each intermediate task trained once at the seeded intermediate settings and reused by all "
     "targets; each trained target fine-tuned once per intermediate task and once without, full length, "
@@ -371,6 +344,10 @@ class Estimate:
     """Task -> the train examples its phase reads at the seeded settings (None: unknown)."""
     assumptions: CostAssumptions
     """What the GPU-hours rest on."""
+    memory: dict[str, tuple[MemoryPlan, str]] = field(default_factory=dict)
+    """Phase (intermediate, target) -> the largest memory plan of any trial's phase, and which trial."""
+    device: str = "cuda"
+    """Where the trials train (``cuda`` when ``scaling.use_gpu``)."""
 
     @property
     def gpu_hours(self) -> float | None:
@@ -410,6 +387,11 @@ def _label(config: TransferConfig, params: Mapping[str, Any]) -> str:
     return " ".join([config.intermediate.name, *extra])
 
 
+def _point_label(params: Mapping[str, Any]) -> str:
+    """The phase-relevant part of a point, e.g. ``intermediate_task=mnli target.batch_size=16``."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def _fixed_points(space: SearchSpace, target: str, key_names: set[str]) -> list[dict[str, Any]]:
     """The seeded points of ``target``'s study that fix every active key parameter, at most num_samples."""
     fixed = []
@@ -420,6 +402,33 @@ def _fixed_points(space: SearchSpace, target: str, key_names: set[str]) -> list[
             continue
         fixed.append({n: (_representative(by_name[n]) if v is _MISSING else v) for n, v in assigned.items()})
     return fixed
+
+
+def _device(config: TransferConfig) -> Literal["cuda", "cpu"]:
+    return "cuda" if config.scaling.use_gpu else "cpu"
+
+
+def _keep_largest(
+    memory: dict[str, tuple[MemoryPlan, str]], phase: str, config: TransferConfig, params: Mapping[str, Any]
+) -> None:
+    """Record ``config``'s plan for ``phase`` if it is the largest so far (``params``: its point)."""
+    section = config.intermediate if phase == "intermediate" else config.target
+    if section is None or (phase == "target" and get_task(config.target.task).is_retrieval):
+        return
+    tasks = (
+        list(config.intermediate.tasks)
+        if phase == "intermediate" and config.intermediate
+        else [config.target.task]
+    )
+    plan = memory_plan(config, section, tasks, _device(config))
+    if plan is not None and (phase not in memory or plan.total > memory[phase][0].total):
+        # Name the trial by what sizes its memory: the phase's discrete settings, not learning rates.
+        shown = {
+            k: v
+            for k, v in params.items()
+            if (k.startswith(phase) and not isinstance(v, float)) or k == INTERMEDIATE_TASK == phase + "_task"
+        }
+        memory[phase] = (plan, f"{config.target.task}: {_point_label(shown) or 'the base settings'}")
 
 
 def _is_task(param: Param) -> bool:
@@ -501,6 +510,7 @@ def estimate(
     seeded: dict[str, int] = {}
     random_trials: dict[str, int] = {}
     seen: dict[frozenset[tuple[str, Any]], tuple[str, PhaseCost | None, str] | None] = {}
+    memory: dict[str, tuple[MemoryPlan, str]] = {}
     with_intermediate = 0.0
     no_reuse_hours: float | None = 0.0
     target_hours: float | None = 0.0
@@ -511,6 +521,8 @@ def estimate(
         random_trials[target] = n = space.tuner.num_samples - len(fixed)
         for point in fixed:
             config = space.to_transfer_config(point, target)
+            for phase in ("intermediate", "target"):
+                _keep_largest(memory, phase, config, point)
             target_hours = _add_hours(target_hours, _target_cost(config, assumptions), space, 1.0)
             if config.intermediate is not None:
                 with_intermediate += 1
@@ -524,6 +536,7 @@ def estimate(
                 config = build(draw.params, target)
                 seen[shared] = None
                 if config.intermediate is not None:
+                    _keep_largest(memory, "intermediate", config, draw.params)
                     seen[shared] = (
                         checkpoint_key(config),
                         _intermediate_cost(config, assumptions),
@@ -543,6 +556,7 @@ def estimate(
         target_draws = draws(space, target, lambda p: not p.name.startswith("intermediate"))
         for draw in target_draws:
             config = build(draw.params, target)
+            _keep_largest(memory, "target", config, draw.params)
             target_hours = _add_hours(
                 target_hours, _target_cost(config, assumptions), space, n * draw.probability
             )
@@ -582,6 +596,8 @@ def estimate(
         intermediate_gpu_hours_no_reuse=no_reuse_hours,
         target_gpu_hours=target_hours,
         assumptions=assumptions,
+        memory=memory,
+        device=_device(space.base_config(targets[0])),
         **grid,
     )
 
@@ -730,6 +746,13 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
     else:
         busy = f"{concurrent * need['GPU']:g} GPUs" if need["GPU"] else f"{concurrent * need['CPU']:g} CPUs"
         lines.append(f"concurrency: {concurrent} trials at once ({busy} busy)")
+    where = f"the {a.gpu}'s {a.gpu_memory_gib:g} GiB" if est.device == "cuda" else "each worker's CPU memory"
+    lines.append(f"memory per worker at the peak of a step, largest trial of each phase (against {where}):")
+    for phase, (plan, label) in sorted(est.memory.items()):
+        lines.append(
+            f"  {phase}: {plan.describe()} ({plan.precision}, ZeRO {plan.zero_stage}, "
+            f"{plan.workers} workers; {label})"
+        )
     lines.append("intermediate checkpoints (the key of trainers/checkpoint_cache.py key_fields):")
     keyed = [f"{n} (continuous)" if n in est.continuous_key_params else n for n in est.key_params]
     lines.append(f"  searched parameters in the key: {', '.join(keyed) or 'none'}")
@@ -796,4 +819,8 @@ def dry_run(space: SearchSpace, targets: list[str], max_concurrent_trials: int |
                 f"--target {target} is not a target of {space.source} ({', '.join(space.targets)})"
             )
     concurrent = max_concurrent_trials or space.tuner.max_concurrent_trials
-    return format_plan(space, estimate(space, targets or None), concurrent)
+    est = estimate(space, targets or None)
+    if est.device == "cuda":
+        for phase, (plan, label) in est.memory.items():
+            check_fits(plan, phase, est.assumptions.gpu_memory_gib * GIB, est.assumptions.gpu, where=label)
+    return format_plan(space, est, concurrent)

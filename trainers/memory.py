@@ -1,0 +1,199 @@
+"""Memory per GPU of one training phase, worked out before anything loads (no torch here).
+
+Parameters, gradients and optimizer state follow the ZeRO paper's accounting (Rajbhandari et al. 2020):
+with bf16/fp16 a worker holds 2 bytes per parameter, 2 per trainable parameter's gradient and 12 per
+trainable parameter of AdamW state (fp32 master copy, first and second moment); with fp32, 4, 4 and 8.
+ZeRO stage 1 splits the optimizer state over the data-parallel workers, stage 2 the gradients too,
+stage 3 the parameters too; ``offload_optimizer`` / ``offload_param`` move them to CPU memory.
+
+Activations follow Korthikanti et al. 2022 (per layer, without recomputation; their ``34 s b h + 5 a s^2 b``
+for 16-bit values and an FFN of 4h), which is what Hugging Face's XLM-R/BERT layers save for backward:
+``p (8 s b h + 2 s b f + 2 a s^2 b) + m (2 s b h + a s^2 b)`` bytes for micro-batch ``b`` of length ``s``,
+hidden ``h``, FFN size ``f``, ``a`` heads, ``p`` bytes per activation and ``m`` per dropout mask (a bool on
+CUDA, the activation's dtype on CPU). Only layers that get gradients save
+anything: the bottom ``freeze_depth`` layers and the embeddings, frozen, save none.
+
+Not counted: DeepSpeed's communication buckets, the CUDA context and allocator fragmentation, the task
+heads (a few hidden x hidden matrices) and the batch's token ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from trainers.errors import UserError
+from trainers.tasks import TaskType, get_task
+
+if TYPE_CHECKING:
+    from trainers.config import PhaseConfig, TransferConfig
+
+GIB = 1024**3
+"""Bytes in a GiB."""
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """What an encoder's parameter count, FLOPs and activations depend on."""
+
+    layers: int
+    """Transformer layers."""
+    hidden: int
+    """Hidden size."""
+    ffn: int
+    """Feed-forward (intermediate) size."""
+    heads: int
+    """Attention heads."""
+    vocab: int
+    """Token embeddings."""
+    positions: int
+    """Position embeddings."""
+
+    @property
+    def embedding_parameters(self) -> int:
+        """Token, position and token-type embeddings and their LayerNorm."""
+        return (self.vocab + self.positions + 1) * self.hidden + 2 * self.hidden
+
+    @property
+    def layer_parameters(self) -> int:
+        """One layer: Q, K, V, output projections and the FFN (weights and biases) and two LayerNorms."""
+        h = self.hidden
+        return 4 * h * h + 4 * h + 2 * h * self.ffn + self.ffn + h + 4 * h
+
+    @property
+    def parameters(self) -> int:
+        """The whole encoder (no task head)."""
+        return self.embedding_parameters + self.layers * self.layer_parameters
+
+    def layer_forward_flops(self, seq_len: int) -> float:
+        """Forward FLOPs of one layer per token: the four attention projections, the FFN, QK^T and AV."""
+        matmuls = 4 * self.hidden * self.hidden + 2 * self.hidden * self.ffn
+        return 2.0 * matmuls + 4.0 * seq_len * self.hidden
+
+    def layer_activation_bytes(self, batch: int, seq_len: int, value_bytes: int, mask_bytes: int) -> float:
+        """Bytes one trained layer saves for backward (Korthikanti et al. 2022)."""
+        sbh = seq_len * batch * self.hidden
+        sbf = seq_len * batch * self.ffn  # the FFN's input to GeLU and its output
+        scores = self.heads * seq_len * seq_len * batch
+        return value_bytes * (8 * sbh + 2 * sbf + 2 * scores) + mask_bytes * (2 * sbh + scores)
+
+
+ENCODER_SHAPES: dict[str, EncoderShape] = {
+    # tiny: the built-in encoder (trainers/encoders.py); its vocabulary is trained, at most 4,000 tokens.
+    "tiny": EncoderShape(2, 64, 128, 2, 4000, 514),
+    "minilm": EncoderShape(6, 384, 1536, 12, 30522, 512),
+    "xlm-roberta-base": EncoderShape(12, 768, 3072, 12, 250002, 514),
+    "xlm-roberta-large": EncoderShape(24, 1024, 4096, 16, 250002, 514),
+    "bert-base-multilingual-cased": EncoderShape(12, 768, 3072, 12, 119547, 512),
+    "bert-base-multilingual-uncased": EncoderShape(12, 768, 3072, 12, 105879, 512),
+}
+"""Encoder shapes by name (the part after the last "/"), from each model's published config.json."""
+
+
+def encoder_shape(name_or_path: str) -> EncoderShape | None:
+    """The shape of ``name_or_path`` (None if the table does not know it)."""
+    return ENCODER_SHAPES.get(name_or_path, ENCODER_SHAPES.get(name_or_path.rstrip("/").rsplit("/", 1)[-1]))
+
+
+class MemoryPlanError(UserError, ValueError):
+    """A phase whose memory plan does not fit the GPU (one line naming what to change)."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes one worker of a phase holds on its device at the peak (the end of a forward pass)."""
+
+    parameters: float
+    """Model weights on the device."""
+    gradients: float
+    """Gradients on the device."""
+    optimizer: float
+    """AdamW state (and the fp32 master copy) on the device."""
+    activations: float
+    """What the forward pass saves for backward, for one micro-batch."""
+    precision: str
+    """bf16, fp16 or fp32."""
+    zero_stage: int
+    """The ZeRO stage."""
+    workers: int
+    """Data-parallel workers the state is split over."""
+
+    @property
+    def total(self) -> float:
+        """Everything above."""
+        return self.parameters + self.gradients + self.optimizer + self.activations
+
+    def describe(self) -> str:
+        """``7.94 GiB = params 1.04 + grads 0.26 + optimizer 1.56 + activations 5.07 GiB``."""
+        unit, size = ("GiB", GIB) if self.total >= GIB else ("MiB", 1024**2)
+        parts = (self.parameters, self.gradients, self.optimizer, self.activations)
+        return (
+            f"{self.total / size:.2f} {unit} = params {parts[0] / size:.2f} + grads {parts[1] / size:.2f} + "
+            f"optimizer {parts[2] / size:.2f} + activations {parts[3] / size:.2f} {unit}"
+        )
+
+
+def resolved_precision(precision: str, device: Literal["cuda", "cpu"]) -> str:
+    """``auto`` is bf16 on GPU and fp32 on CPU (as ``trainers.engine.precision`` decides at run time)."""
+    if precision == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    return precision
+
+
+def memory_plan(
+    config: TransferConfig, phase: PhaseConfig, tasks: list[str], device: Literal["cuda", "cpu"] = "cuda"
+) -> MemoryPlan | None:
+    """The per-worker memory of ``phase`` (a section of ``config``) on ``tasks``; None for an unknown encoder."""
+    shape = encoder_shape(config.model.name_or_path)
+    if shape is None:
+        return None
+    ds = config.deepspeed
+    workers = config.scaling.num_workers
+    precision = resolved_precision(ds.precision, device)
+    value_bytes = 4 if precision == "fp32" else 2
+    frozen_layers = min(phase.freeze_depth, shape.layers)
+    total = shape.parameters
+    # freeze_depth >= 1 freezes the embeddings too (trainers/modeling.py freeze_bottom).
+    frozen = 0 if frozen_layers == 0 else shape.embedding_parameters + frozen_layers * shape.layer_parameters
+    trainable = total - frozen
+    weights = float(value_bytes * total)
+    grads = float(value_bytes * trainable)
+    optimizer = float((8 if precision == "fp32" else 12) * trainable)
+    if ds.zero_stage >= 1:
+        optimizer /= workers
+    if ds.zero_stage >= 2:
+        grads /= workers
+    if ds.zero_stage >= 3:
+        weights /= workers
+    if ds.offload_optimizer:
+        optimizer = 0.0
+    if ds.offload_param:
+        weights = 0.0
+    # A multiple-choice example is one sequence per choice: the encoder sees batch x choices sequences.
+    sequences = phase.batch_size * max(
+        (get_task(t).num_labels if get_task(t).type is TaskType.MULTIPLE_CHOICE else 1) for t in tasks
+    )
+    mask_bytes = 1 if device == "cuda" else value_bytes
+    seq = config.model.max_seq_length
+    activations = (shape.layers - frozen_layers) * shape.layer_activation_bytes(
+        sequences, seq, value_bytes, mask_bytes
+    )
+    if frozen_layers == 0:  # the embeddings' LayerNorm input and dropout mask
+        activations += (value_bytes + mask_bytes) * sequences * seq * shape.hidden
+    return MemoryPlan(weights, grads, optimizer, activations, precision, ds.zero_stage, workers)
+
+
+def check_fits(plan: MemoryPlan, phase: str, gpu_bytes: float, gpu: str, where: str = "") -> None:
+    """A ``MemoryPlanError`` naming what to change when ``plan`` (of ``phase``; ``where``: which
+    configuration) does not fit ``gpu_bytes``."""
+    if plan.total <= gpu_bytes:
+        return
+    advice = [f"lower {phase}.batch_size or model.max_seq_length"]
+    if plan.zero_stage < 3:
+        advice.append(f"raise deepspeed.zero_stage (now {plan.zero_stage})")
+    if plan.optimizer:
+        advice.append("set deepspeed.offload_optimizer (ZeRO >= 1)")
+    raise MemoryPlanError(
+        f"the {phase} phase{f' of {where}' if where else ''} needs {plan.describe()} per GPU, more than the {gpu_bytes / GIB:.0f} GiB of "
+        f"the {gpu}: " + ", or ".join(advice)
+    )
