@@ -106,23 +106,23 @@ def _all_tasks(root: Path) -> tuple[Path, Path]:
         for lang in get_task("bucc" if task == "bucc2018" else task).languages:
             _lines(pred / task / f"test-{lang}.tsv", p)
             _lines(gold / task / f"test-{lang}.tsv", g)
-    for task, (p, g) in {
+    for task, (p_tags, g_tags) in {
         "udpos": ([["DET", "NOUN", "NOUN"]], [["DET", "NOUN", "VERB"]]),  # seqeval F1 40
         "panx": ([["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]]),  # 100
     }.items():
         for lang in get_task(task).languages:
-            _tags(pred / task / f"test-{lang}.tsv", p)
-            _tags(gold / task / f"test-{lang}.tsv", g)
+            _tags(pred / task / f"test-{lang}.tsv", p_tags)
+            _tags(gold / task / f"test-{lang}.tsv", g_tags)
     qa = {
         "xquad": ({"q": "Paris"}, {"q": "Paris"}),  # EM 100, F1 100
         # q1 exact; q2 one extra token: EM 50, F1 (100 + 66.7) / 2 = 83.3 -> (EM + F1) / 2 = 66.7
         "mlqa": ({"q1": "Berlin", "q2": "Berlin Mitte"}, {"q1": "Berlin", "q2": "Berlin"}),
         "tydiqa": ({"q": "Rome"}, {"q": "Paris"}),  # 0
     }
-    for task, (p, g) in qa.items():
+    for task, (p_qa, g_qa) in qa.items():
         for lang in get_task(task).languages:
-            _json(pred / task / f"test-{lang}.json", p)
-            _squad(gold / task / f"test-{lang}.json", g)
+            _json(pred / task / f"test-{lang}.json", p_qa)
+            _squad(gold / task / f"test-{lang}.json", g_qa)
     return pred, gold
 
 
@@ -216,10 +216,10 @@ def test_the_pipelines_numbers_are_xstilts_scores_of_its_own_predictions(
     assert languages
     suffix = "json" if target == "mlqa" else "tsv"
     for lang in languages:
-        files = [
+        predictions, labels = (
             tmp_path / "run" / kind / target / f"test-{lang}.{suffix}" for kind in ("predictions", "labels")
-        ]
-        scores = score_files(target, *files, lang)
+        )
+        scores = score_files(target, predictions, labels, lang)
         for key, value in scores.items():
             assert results[f"zero_shot/{lang}/{key}"] == pytest.approx(value), (lang, key)
 

@@ -69,7 +69,7 @@ def test_tatoeba_direction_on_real_pairs(code: str) -> None:
 def test_search_summary_of_a_retrieval_target_without_en_dev() -> None:
     from search.cli import search_summary
 
-    best = {"trial_id": "t0", "config": {"intermediate_task": "mnli"}, "en_dev": None}
+    best: dict[str, Any] = {"trial_id": "t0", "config": {"intermediate_task": "mnli"}, "en_dev": None}
     best |= {"zero_shot_avg": 41.5, "intermediate_reused": 0.0}
     outcome = SimpleNamespace(
         search="s", target="tatoeba", trials=1, completed=1, early_stopped=0, failed=0, best=best
