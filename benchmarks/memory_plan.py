@@ -1,0 +1,89 @@
+"""The memory plan (trainers/memory.py) against what an encoder really holds on CPU.
+
+For random-init encoders of the plan's shapes (tiny, MiniLM-L6), one training step in fp32: the tensors the
+forward pass saves for backward (autograd's saved-tensor hooks, parameters excluded, each storage once)
+and the parameters, gradients and AdamW state after the step, next to the plan's figures.
+
+    python benchmarks/memory_plan.py
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import XLMRobertaConfig, XLMRobertaModel
+
+from trainers.config import TransferConfig
+from trainers.memory import ENCODER_SHAPES, memory_plan
+from trainers.modeling import freeze_bottom
+
+MIB = 1024**2
+
+
+def measure(encoder: str, batch: int, seq: int, freeze_depth: int) -> tuple[float, float]:
+    """(saved activations, parameters + gradients + AdamW state) in bytes after one fp32 step on CPU."""
+    shape = ENCODER_SHAPES[encoder]
+    torch.manual_seed(0)
+    model = XLMRobertaModel(
+        XLMRobertaConfig(
+            vocab_size=shape.vocab,
+            hidden_size=shape.hidden,
+            num_hidden_layers=shape.layers,
+            num_attention_heads=shape.heads,
+            intermediate_size=shape.ffn,
+            max_position_embeddings=shape.positions,
+            type_vocab_size=1,
+        ),
+        add_pooling_layer=False,
+    )
+    freeze_bottom(model, freeze_depth)
+    model.train()
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    ids = torch.randint(5, shape.vocab, (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.pow(2).mean()
+    loss.backward()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    optimizer.step()
+    tensors = [
+        *model.parameters(),
+        *(p.grad for p in model.parameters() if p.grad is not None),
+        *(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0),
+    ]
+    return float(sum(saved.values())), float(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def main() -> None:
+    """Print the plan next to the measurement for a few shapes, batches and freeze depths."""
+    print(
+        "| encoder | batch x seq | freeze_depth | activations plan MiB | measured MiB | plan / measured "
+        "| params+grads+AdamW plan MiB | measured MiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for encoder, batch, seq, depths in (("tiny", 16, 64, (0, 1)), ("minilm", 8, 128, (0, 3))):
+        for depth in depths:
+            config = TransferConfig.from_dict(
+                {
+                    "model": {"name_or_path": encoder, "max_seq_length": seq, "doc_stride": seq // 2},
+                    "target": {"task": "udpos", "batch_size": batch, "freeze_depth": depth},
+                }
+            )
+            plan = memory_plan(config, config.target, ["udpos"], device="cpu")
+            assert plan is not None
+            activations, static = measure(encoder, batch, seq, depth)
+            planned_static = plan.parameters + plan.gradients + plan.optimizer
+            print(
+                f"| {encoder} | {batch} x {seq} | {depth} | {plan.activations / MIB:.2f} | {activations / MIB:.2f} "
+                f"| {plan.activations / activations:.3f} | {planned_static / MIB:.2f} | {static / MIB:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
