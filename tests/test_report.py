@@ -12,6 +12,7 @@ from fake_search import FakeTrial, demo_trials, fresh_store, log_optuna, log_sea
 
 from search import report as rep
 from search import select as sel
+from search import tracking
 from search.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,7 +30,7 @@ def trial(
     metrics = {"en_dev": en_dev}
     if zero_shot is not None:
         metrics["zero_shot_avg"] = zero_shot
-    params = {"search.intermediate_task": task, "target.freeze_depth": "0"}
+    params = {f"{tracking.SEARCHED_PREFIX}intermediate_task": task, "target.freeze_depth": "0"}
     return sel.Trial(run_id, run_id, target, status, 0, params, metrics)
 
 
