@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="check the space and print the plan (studies, trials, distinct intermediate configurations, "
-        "GPUs per trial, concurrency) and its estimated GPU-hours beside the paper's grid; start nothing",
+        "GPUs per trial, concurrency, memory per GPU) and its estimated GPU-hours beside the paper's grid; "
+        "start nothing",
     )
     search.set_defaults(func=cmd_search)
 
