@@ -97,8 +97,11 @@ def test_bucc_mines_the_full_corpora_and_scores_by_id(tmp_path: Path) -> None:
 
 
 def test_bucc_never_mines_the_hubs_gold_only_pairs(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="hold only the gold pairs"):
+    with pytest.raises(ConfigError, match=r"data.source=hub\): gold pairs alone .* inflate F1"):
         check_bucc(_config(source="hub"))
+    with pytest.raises(ConfigError, match=r"set data\.bucc_dir"):
+        check_bucc(_config(source="local", data_dir=str(tmp_path)))
+    check_bucc(_config(source="miniature"))  # the generated benchmark's aligned pairs stay usable
     with pytest.raises(ConfigError, match="no BUCC files for any language"):
         check_bucc(_config(source="hub", bucc_dir=str(tmp_path)))
     check_bucc(_config(source="hub", bucc_dir=str(_bucc_dir(tmp_path))))  # every split readable

@@ -195,12 +195,13 @@ def check_bucc(config: TransferConfig) -> None:
     if target.metric != "bucc_f1":
         return
     if not config.data.bucc_dir:
-        if config.data.source == "hub":
+        if config.data.source != "miniature":
             raise ConfigError(
-                "target bucc: the hub's bucc18 configs hold only the gold pairs (no distractors: F1 is "
-                "inflated); set data.bucc_dir to a directory of the official BUCC 2018 files"
+                f"target bucc (data.source={config.data.source}): gold pairs alone (the hub's bucc18 configs, "
+                "row-aligned files) have no distractors and inflate F1; set data.bucc_dir to a directory of "
+                "the official BUCC 2018 files"
             )
-        return  # local files and the miniature: row-aligned pairs, checked with the other local data
+        return  # the miniature: generated row-aligned pairs, checked with the other local data
     from trainers.data.bucc import bucc_dir_languages, load_bucc
 
     have = bucc_dir_languages(config.data.bucc_dir)

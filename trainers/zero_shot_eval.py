@@ -200,12 +200,12 @@ def _bucc_candidates(
             embed(list(corpora.source.sentences)), embed(list(corpora.target.sentences))
         )
         return retrieval.mined_ids(mined, corpora.source.ids, corpora.target.ids), list(corpora.gold)
-    if config.data.source == "hub":
+    if config.data.source != "miniature":
         raise DataError(
-            f"{task.name}: the hub's bucc18 configs hold only the gold pairs (no distractors: F1 is inflated); "
-            "set data.bucc_dir to a directory of the official BUCC 2018 files"
+            f"{task.name}: gold pairs alone (the hub's bucc18 configs, row-aligned files) have no distractors "
+            "and inflate F1; set data.bucc_dir to a directory of the official BUCC 2018 files"
         )
-    # Local files and the miniature: row-aligned pairs (row i of each side is a gold pair).
+    # The miniature only: generated row-aligned pairs (row i of each side is a gold pair).
     rows = load_split(task, split, lang, config.data)
     mined = retrieval.mine_pairs(embed(list(rows["source"])), embed(list(rows["target"])))
     return mined, retrieval.diagonal_pairs(len(rows))
