@@ -6,7 +6,9 @@ costs a fraction of a second and leaves no directory behind that a retry would t
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -46,6 +48,24 @@ def tracking_scheme(uri: str) -> str:
     return scheme.split("+", 1)[0]
 
 
+def _api_status(url: str, timeout_s: float) -> int | None:
+    """The HTTP status of a GET with the credentials MLflow's client would send (None: no answer)."""
+    request = urllib.request.Request(url)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     """Fail with one line if MLflow cannot use ``uri`` or the store is unreachable (before any trial)."""
     scheme = tracking_scheme(uri)
@@ -62,6 +82,13 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
                     raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
         except (urllib.error.URLError, OSError) as error:
             raise TrackingError(f"tracking server {uri} is unreachable ({error})") from None
+        # /health answers anyone; an API call says whether this client may use the server (basic auth).
+        status = _api_status(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1", timeout_s)
+        if status in (401, 403):
+            raise TrackingError(
+                f"tracking server {uri} refused the request ({status}): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            )
     elif scheme == "sqlite" and uri.startswith("sqlite:///"):
         directory = Path(uri[len("sqlite:///") :]).parent
         try:

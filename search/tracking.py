@@ -51,20 +51,32 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """MLflow's refusals (no credentials, a store it cannot open or migrate) as one ``TrackingError`` line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        raise TrackingError(f"tracking store {uri}: {str(error).strip().splitlines()[0]}") from None
+
+
 def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
     """The MLflow experiment ``name`` of kind model training (created if missing, artifacts beside a SQLite store by default)."""
     client = _client(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if EXPERIMENT_KIND_TAG not in experiment.tags:
-            # Made before xstilts set its kind: MLflow 3's UI would guess one (GenAI: the Traces view).
-            # A kind already set (by the UI's own switch) is the user's choice and stays.
-            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-        return str(experiment.experiment_id)
-    if artifact_root is None and uri.startswith("sqlite:///"):
-        artifact_root = (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
-    tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
-    return str(client.create_experiment(name, artifact_location=artifact_root, tags=tags))
+    with store_errors(uri):  # the search's first write: a store that refuses it is a one-line error
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            if EXPERIMENT_KIND_TAG not in experiment.tags:
+                # Made before xstilts set its kind: MLflow 3's UI would guess one (GenAI: the Traces view).
+                # A kind already set (by the UI's own switch) is the user's choice and stays.
+                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+            return str(experiment.experiment_id)
+        if artifact_root is None and uri.startswith("sqlite:///"):
+            artifact_root = (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+        tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        return str(client.create_experiment(name, artifact_location=artifact_root, tags=tags))
 
 
 def trial_params(resolved: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any]:

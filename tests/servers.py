@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -72,3 +74,39 @@ def server(script: Path, args: list[str], env: dict[str, str], cwd: Path, url: s
         yield log
     finally:
         stop_group(proc)
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """An MLflow server behind basic auth, to a client without credentials: /health 200, every API call 401."""
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        healthy = self.path.split("?")[0] == "/health"
+        body = b"OK" if healthy else b"You are not authenticated."
+        self.send_response(200 if healthy else 401)
+        if not healthy:
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def refusing_server() -> Iterator[str]:
+    """A local stand-in for a tracking server that requires credentials; yields its URL."""
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=stub.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{stub.server_address[1]}"
+    finally:
+        stub.shutdown()
+        stub.server_close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import refusing_server
 
 import search.run
 from search.checks import TRACKING_SCHEMES
@@ -275,6 +276,14 @@ def test_what_the_hub_cannot_give_fails_in_one_line_before_any_job(
 
 # -- xstilts search: the name, the space file and the tracking URI are checked before anything is written --
 
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """A tracking server that wants credentials (a stand-in: /health 200, the API 401)."""
+    with refusing_server() as url:
+        yield url
+
+
 SEARCH_CASES: list[tuple[str, list[str], str]] = [
     ("name-escapes-storage", ["--name", "../../etc"], "search name '../../etc' is not allowed"),
     ("name-with-separator", ["--name", "a/b"], "search name 'a/b' is not allowed"),
@@ -284,6 +293,11 @@ SEARCH_CASES: list[tuple[str, list[str], str]] = [
     ("space-name-escapes", ["--space", "{escaping_space}"], "name: search name '../up' is not allowed"),
     ("tracking-uri-scheme", ["--tracking-uri", "ftp://x"], "MLflow has no tracking store for ftp://"),
     ("tracking-uri-unreachable", ["--tracking-uri", "http://127.0.0.1:{closed}"], "is unreachable"),
+    (
+        "tracking-needs-credentials",
+        ["--tracking-uri", "{refusing}"],
+        "refused the request (401): set MLFLOW_TRACKING_USERNAME",
+    ),
 ]
 
 
@@ -291,6 +305,7 @@ SEARCH_CASES: list[tuple[str, list[str], str]] = [
 def test_bad_search_input_fails_in_one_line_and_writes_nothing(
     args: list[str],
     message: str,
+    refusing: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -303,9 +318,12 @@ def test_bad_search_input_fails_in_one_line_and_writes_nothing(
     before = _tree(tmp_path)
     values = {"latin1_space": tmp_path / "latin1.yaml", "escaping_space": tmp_path / "escaping.yaml"}
     values["closed"] = _closed_port()  # type: ignore[assignment]
+    values["refusing"] = refusing  # type: ignore[assignment]
     argv = ["search", "--space", str(demo), "--storage", str(tmp_path / "storage")]
     argv += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"]
     argv += [arg.format(**values) for arg in args]  # later options win over the defaults above
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
     code = main(argv)
 

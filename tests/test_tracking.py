@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fake_search import FakeTrial, fresh_store, log_search
+from servers import refusing_server
 
 from search import tracking
 
@@ -53,3 +55,10 @@ def test_searched_params_head_the_ui_s_param_list(tmp_path: Path) -> None:
     }
     assert params[f"{tracking.SEARCHED_PREFIX}intermediate_task"] == "mnli"
     assert params["target.learning_rate"] == params[f"{tracking.SEARCHED_PREFIX}target.learning_rate"]
+
+
+def test_a_store_that_refuses_the_experiment_is_one_tracking_error_line() -> None:
+    with refusing_server() as url, pytest.raises(tracking.TrackingError) as refused:
+        tracking.experiment_id(url, "xstilts-refused")
+    assert str(refused.value).startswith(f"tracking store {url}: ")
+    assert "401" in str(refused.value) and "\n" not in str(refused.value)
