@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from search.space import TARGET, CategoricalParam, FloatParam, SearchSpace
-from search.trial import TrialSettings, trial_config
-from trainers.checkpoint_cache import CheckpointCache, intermediate_key
+from search.trial import TrialSettings, claim_intermediate, trial_config
+from trainers.checkpoint_cache import CheckpointCache, at_steps, intermediate_key, intermediate_run
 from trainers.config import TransferConfig
 from trainers.errors import UserError
 from trainers.keys import COST_GPU_S, COST_PHASE_GPU_S, FINISHED
@@ -118,31 +118,39 @@ def _ledger_path(settings: TrialSettings, replay: ReplaySettings) -> Path:
     return Path(replay.ledger) if replay.ledger else Path(settings.cache_root).parent / LEDGER
 
 
+def _row(replay: ReplaySettings, config: TransferConfig) -> dict[str, Any]:
+    row = load_grid(replay.grid).get(cell_key(config))
+    if row is None:
+        raise ReplayError(f"the grid has no cell {cell_key(config)}")
+    return row
+
+
 def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: ReplaySettings) -> None:
     """Tune's function trainable in replay mode: report the grid's record of this configuration."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(settings, params, trial_id)
-    row = load_grid(replay.grid).get(cell_key(config))
-    if row is None:
-        raise ReplayError(f"the grid has no cell {cell_key(config)}")
+    row = _row(replay, config)
     ledger = _ledger_path(settings, replay)
     intermediate_cost = 0.0
     reused = 0.0
     if config.intermediate is not None:
-        if replay.reuse_intermediate:
-            cache = CheckpointCache(settings.cache_root)
-            key = intermediate_key(config)
-            found, lease = cache.wait_for(
-                key, poll_s=0.2, timeout_s=settings.wait_timeout_s, ttl_s=settings.lease_ttl_s, owner=trial_id
-            )
+        if replay.reuse_intermediate:  # the real trials' claim: reuse, wait for, or lease and "train"
+            found, lease = claim_intermediate(config, settings, trial_id, poll_s=0.2)
             if found is None:
                 assert lease is not None
-                intermediate_cost = float(row["intermediate_s"])
-                cache.publish(
-                    cache.staging_dir(key), key, {"replayed_from": replay.grid, "cell": row["cell"]}
-                )
+                run = intermediate_run(config)
+                intermediate_cost = float(_row(replay, run)["intermediate_s"])  # the whole run's cost
+                cache = CheckpointCache(settings.cache_root)
+                assert run.intermediate is not None
+                # What the run publishes, shortest first and its own entry last, as the real run does.
+                lengths = sorted(set(run.intermediate.publish_steps))
+                entries = [at_steps(run, steps) for steps in lengths] if lengths else [run]
+                for entry in entries:
+                    key = intermediate_key(entry)
+                    meta = {"replayed_from": replay.grid, "cell": row["cell"]}
+                    cache.publish(cache.staging_dir(key), key, meta)
                 lease.release()
             else:
                 reused = 1.0

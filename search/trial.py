@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from search.space import SearchSpace
-from trainers.checkpoint_cache import CheckpointCache, intermediate_key
+from trainers.checkpoint_cache import CheckpointCache, Lease, intermediate_key, intermediate_run
 from trainers.config import TransferConfig
 
 
@@ -46,6 +46,31 @@ def trial_config(settings: TrialSettings, params: dict[str, Any], trial_id: str)
     return config
 
 
+def claim_intermediate(
+    config: TransferConfig, settings: TrialSettings, owner: str, poll_s: float
+) -> tuple[Path | None, Lease | None]:
+    """The published intermediate encoder ``config`` asks for, or the lease to train the run that makes it.
+
+    Waits while another trial holds the run's lease. The lease is the run's (its longest publish step,
+    ``intermediate_run``): trials that want other lengths of the same run wait for it instead of training
+    it again, and find their own entries, which it publishes on its way.
+    """
+    cache = CheckpointCache(settings.cache_root)
+    found = cache.lookup(intermediate_key(config))
+    if found is not None:
+        return found, None
+    found, lease = cache.wait_for(
+        intermediate_key(intermediate_run(config)),
+        poll_s=poll_s,
+        timeout_s=settings.wait_timeout_s,
+        ttl_s=settings.lease_ttl_s,
+        owner=owner,
+    )
+    if found is not None:
+        return cache.lookup(intermediate_key(config)), None
+    return None, lease
+
+
 def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     """Tune's function trainable: plan the phases, wait for or lease the intermediate, fit the job."""
     from ray import tune
@@ -61,14 +86,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     plan = Plan(config, settings.cache_root)
     lease = None
     if config.intermediate is not None:
-        cache = CheckpointCache(settings.cache_root)
-        found, lease = cache.wait_for(
-            intermediate_key(config),
-            poll_s=2.0,
-            timeout_s=settings.wait_timeout_s,
-            ttl_s=settings.lease_ttl_s,
-            owner=trial_id,
-        )
+        found, lease = claim_intermediate(config, settings, trial_id, poll_s=2.0)
         plan.reuse_dir = str(found) if found is not None else None
         if lease is not None:
             lease.keep_alive(settings.lease_ttl_s / 3)

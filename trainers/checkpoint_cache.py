@@ -28,6 +28,7 @@ Typical use by a trial::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import importlib
 import json
@@ -132,6 +133,8 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
             "warmup_ratio": float(inter.warmup_ratio),
             "weight_decay": float(inter.weight_decay),
             "freeze_depth": int(inter.freeze_depth),
+            # Only when set, so that entries made before the field existed keep their keys.
+            **({"schedule_steps": int(inter.schedule_steps)} if inter.schedule_steps is not None else {}),
         },
         "global_batch_size": global_batch,
         # ZeRO stage and offloading only move state around; precision and clipping change the numbers.
@@ -146,6 +149,22 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
 def intermediate_key(config: TransferConfig) -> str:
     """A stable hash of exactly what determines the intermediate phase's output."""
     return stable_hash(key_fields(config))
+
+
+def at_steps(config: TransferConfig, steps: int) -> TransferConfig:
+    """``config`` with an intermediate phase of ``steps`` steps (its other settings, and its schedule, kept)."""
+    assert config.intermediate is not None
+    return dataclasses.replace(config, intermediate=dataclasses.replace(config.intermediate, max_steps=steps))
+
+
+def intermediate_run(config: TransferConfig) -> TransferConfig:
+    """The run that serves ``config``'s intermediate phase: itself, or the longest of its ``publish_steps``.
+
+    The run publishes an entry at each of those step counts, so one run serves a request for any of them.
+    """
+    assert config.intermediate is not None
+    steps = config.intermediate.publish_steps
+    return at_steps(config, max(steps)) if steps else config
 
 
 # -- leases ------------------------------------------------------------------------------------

@@ -74,10 +74,10 @@ class DataConfig:
     """Cap on training examples per task (``None``: all)."""
     max_eval_examples: int | None = None
     """Cap on evaluation examples per language (``None``: all)."""
-
     bucc_dir: str | None = None
     """Directory of the official BUCC 2018 files (``<lang>-en.{sample,training}.{<lang>,en,gold}``), which
     BUCC mines whatever ``source`` says: the hub holds only its gold pairs, without the full corpora."""
+
     def __post_init__(self) -> None:
         _check(
             self.source in ("miniature", "hub", "local"),
@@ -171,6 +171,14 @@ class IntermediateConfig(PhaseConfig):
     """How a mixture picks the task of each batch: by dataset size, size**(1/T), or uniformly."""
     temperature: float = 2.0
     """T for temperature sampling."""
+    schedule_steps: int | None = None
+    """Horizon of the warm-up and linear-decay schedule (``None``: this phase's own length). A search that
+    declares several lengths sets it to the longest, so that the k-step encoder of a longer run is the one
+    a k-step run gives (same data order, same learning rate at every step) and one run serves them all."""
+    publish_steps: list[int] = field(default_factory=list)
+    """Step counts at which a run also publishes its encoder to the cache, each as the entry a phase of
+    that many steps would make; a request for any of them trains one run to the longest (needs
+    ``max_steps`` among them and ``schedule_steps``)."""
 
     def __post_init__(self) -> None:
         self.validate("intermediate")
@@ -189,6 +197,30 @@ class IntermediateConfig(PhaseConfig):
             f"intermediate.sampling must be proportional, temperature or uniform, got {self.sampling!r}",
         )
         _check(self.temperature > 0, "intermediate.temperature must be > 0")
+        if self.schedule_steps is not None:
+            _check(
+                self.schedule_steps >= 1,
+                f"intermediate.schedule_steps must be >= 1, got {self.schedule_steps}",
+            )
+            _check(
+                self.max_steps is not None and self.max_steps <= self.schedule_steps,
+                f"intermediate.schedule_steps ({self.schedule_steps}) must be set with max_steps and not below it "
+                f"(max_steps: {self.max_steps})",
+            )
+        if self.publish_steps:
+            _check(
+                all(isinstance(s, int) and s >= 1 for s in self.publish_steps),
+                f"intermediate.publish_steps must be step counts >= 1, got {self.publish_steps}",
+            )
+            _check(
+                self.schedule_steps is not None and max(self.publish_steps) <= self.schedule_steps,
+                "intermediate.publish_steps needs schedule_steps at or above its largest count (the horizon "
+                "that makes a k-step checkpoint of a longer run the one a k-step run gives)",
+            )
+            _check(
+                self.max_steps in self.publish_steps,
+                f"intermediate.max_steps ({self.max_steps}) must be one of publish_steps {self.publish_steps}",
+            )
 
     @property
     def name(self) -> str:

@@ -6,7 +6,9 @@ or uniform sampling) and one batch of it. The output is the encoder alone (heads
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trainers import _loop, _phase
 from trainers.config import IntermediateConfig, TransferConfig
@@ -22,9 +24,18 @@ PHASE = "intermediate"
 
 
 def run(
-    runtime: Runtime, config: TransferConfig, base_encoder: str, output_dir: Path, resume_from: Path | None
+    runtime: Runtime,
+    config: TransferConfig,
+    base_encoder: str,
+    output_dir: Path,
+    resume_from: Path | None,
+    publish_at: Callable[[int, Any, Any], None] | None = None,
 ) -> dict[str, float]:
-    """Train on ``config.intermediate``, save the encoder to ``output_dir``, return the phase's metrics."""
+    """Train on ``config.intermediate``, save the encoder to ``output_dir``, return the phase's metrics.
+
+    ``publish_at(step, engine, tokenizer)`` is called (on every rank) after each of the phase's
+    ``publish_steps`` below its last step, to publish the encoder as it is then.
+    """
     phase: IntermediateConfig = config.intermediate  # type: ignore[assignment]
     timer = _phase.Timer()
     # Setup: data for every task of the mixture.
@@ -42,7 +53,9 @@ def run(
     # Model and engine.
     heads = [HeadSpec.of(task, labels[task.name]) for task in tasks]
     model = _phase.build_model(base_encoder, heads, phase.freeze_depth, config.seed)
-    engine, counts = _phase.start_engine(runtime, model, phase, config, total_steps)
+    # The schedule's horizon, not this run's length, sets the learning rate of every step (publish_steps).
+    horizon = max(total_steps, phase.schedule_steps or 0)
+    engine, counts = _phase.start_engine(runtime, model, phase, config, horizon)
     start = _phase.maybe_resume(engine, resume_from, PHASE)
     streams = [
         _loop.batch_indices(size, phase.batch_size, config.seed + i, runtime.rank, runtime.world_size)
@@ -67,6 +80,8 @@ def run(
         batch = _loop.to_device(collate(rows, pad_id), runtime.device)
         with stepping:
             loss = _loop.train_step(engine, tasks[index].name, batch)
+        if publish_at is not None and step in phase.publish_steps and step < total_steps:
+            publish_at(step, engine, tokenizer)
         report_due = shown.advance(step, loss)
         progress = {"intermediate/step": step, "intermediate/loss": loss, "target_step": 0}
         if _phase.due(step, phase.checkpoint_every, total_steps):

@@ -16,8 +16,14 @@ from typing import Any
 
 import torch
 
-from trainers import intermediate, progress, target, zero_shot_eval
-from trainers.checkpoint_cache import CheckpointCache, intermediate_key, key_fields
+from trainers import _phase, intermediate, progress, target, zero_shot_eval
+from trainers.checkpoint_cache import (
+    CheckpointCache,
+    at_steps,
+    intermediate_key,
+    intermediate_run,
+    key_fields,
+)
 from trainers.config import TransferConfig
 from trainers.deepspeed_ops import prepare_ops
 from trainers.encoders import resolve_encoder
@@ -82,13 +88,38 @@ def _intermediate_encoder(
         return str(found)
     state = _resume_state(checkpoint)
     resume = checkpoint if state.get("phase") == intermediate.PHASE else None
+    # One run serves every length it publishes (intermediate.publish_steps): train the longest, publish
+    # each on the way; this trial's own entry is one of them.
+    run = intermediate_run(config)
+
+    def publish_at(steps: int, engine: Any, tokenizer: Any) -> None:
+        partial = at_steps(run, steps)
+        directory = _staging(runtime, cache, intermediate_key(partial))
+        _phase.save_encoder(runtime, engine, tokenizer, directory, partial)
+        _publish(runtime, cache, directory, partial, {"intermediate/step": float(steps)})
+
+    staging = _staging(runtime, cache, intermediate_key(run))
+    metrics.update(intermediate.run(runtime, run, base, staging, resume, publish_at))
+    _publish(runtime, cache, staging, run, metrics)
+    return str(cache.path(key))
+
+
+def _staging(runtime: Runtime, cache: CheckpointCache, key: str) -> Path:
+    """A fresh staging directory for ``key``, made by rank 0 and known to every rank."""
     staging = [str(cache.staging_dir(key)) if runtime.rank == 0 else ""]
     torch.distributed.broadcast_object_list(staging, src=0)
-    metrics.update(intermediate.run(runtime, config, base, Path(staging[0]), resume))
+    return Path(staging[0])
+
+
+def _publish(
+    runtime: Runtime, cache: CheckpointCache, staging: Path, config: TransferConfig, metrics: dict[str, Any]
+) -> None:
+    """Rank 0 publishes ``staging`` as ``config``'s entry; every rank waits for it."""
     if runtime.rank == 0:
-        cache.publish(Path(staging[0]), key, {"key_fields": key_fields(config), "metrics": metrics})
+        cache.publish(
+            staging, intermediate_key(config), {"key_fields": key_fields(config), "metrics": metrics}
+        )
     torch.distributed.barrier()
-    return str(cache.path(key))
 
 
 def _quiet_libraries(rank: int) -> None:
