@@ -246,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--space", default="spaces/demo.yaml", help="search space YAML (default: spaces/demo.yaml)"
     )
-    search.add_argument("--name", help="search name (default: the space's name)")
+    search.add_argument(
+        "--name",
+        help="search name: letters, digits, '.', '_', '-' (a directory under --storage; default: the space's name)",
+    )
     search.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     search.add_argument(
         "--storage",

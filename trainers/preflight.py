@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -76,9 +77,17 @@ def _hub_api() -> Any:
 
 def _hub_answer(kind: str, repo_id: str) -> str | None:
     """None if the hub knows ``repo_id``; else why not, as a phrase ("does not exist", "cannot be reached (...)")."""
+    return _ask_hub(_hub_api().endpoint, kind, repo_id)
+
+
+@functools.cache
+def _ask_hub(endpoint: str, kind: str, repo_id: str) -> str | None:
+    # Once per process and question: a search checks every target and seeded point against the same
+    # encoder and datasets, and a firewalled hub costs HUB_TIMEOUT_S per question.
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
 
-    api = _hub_api()
+    api = HfApi(endpoint=endpoint)
     try:
         if kind == "model":
             api.model_info(repo_id, timeout=HUB_TIMEOUT_S)
