@@ -45,7 +45,7 @@ from search.space import (
     SearchSpace,
     SpaceError,
 )
-from trainers.checkpoint_cache import key_fields
+from trainers.checkpoint_cache import intermediate_run, key_fields
 from trainers.config import PhaseConfig, TargetConfig, TransferConfig, stable_hash
 from trainers.memory import GIB, MemoryPlan, check_fits, encoder_shape, memory_plan
 from trainers.tasks import TaskType, get_task
@@ -272,7 +272,7 @@ def checkpoint_key(config: TransferConfig) -> str:
     source and the real ones are hashed beside it.
     """
     neutral = dataclasses.replace(
-        config,
+        intermediate_run(config),  # one run serves every length it publishes: it is what gets trained
         model=dataclasses.replace(config.model, name_or_path="<encoder>"),
         data=dataclasses.replace(config.data, source="hub"),
     )
@@ -371,8 +371,9 @@ def _target_cost(config: TransferConfig, assumptions: CostAssumptions) -> PhaseC
 
 
 def _intermediate_cost(config: TransferConfig, assumptions: CostAssumptions) -> PhaseCost | None:
-    assert config.intermediate is not None
-    return phase_cost(config, config.intermediate, list(config.intermediate.tasks), assumptions)
+    run = intermediate_run(config)  # the run that serves it: to the longest of its publish_steps
+    assert run.intermediate is not None
+    return phase_cost(run, run.intermediate, list(run.intermediate.tasks), assumptions)
 
 
 def _label(config: TransferConfig, params: Mapping[str, Any]) -> str:

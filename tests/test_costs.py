@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from search.costs import CostAssumptions, asha_expected_steps, estimate, phase_cost
 from search.space import SchedulerSettings, SearchSpace, load_space, space_from_dict
@@ -206,11 +207,44 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path, space_file: 
     assert "| the paper's grid |" in out and "assumptions:" in out
 
 
-def test_dry_run_of_the_xtreme_space_counts_a_training_per_trial(tmp_path: Path) -> None:
+def test_dry_run_of_the_xtreme_space_trains_each_intermediate_task_once(tmp_path: Path) -> None:
+    """The shipped study: a finite intermediate set, one run per task serving every length, below the grid."""
     result = _xstilts(["search", "--space", "spaces/xtreme.yaml", "--dry-run"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "distinct intermediate configurations the space allows: unbounded" in result.stdout
+    assert "distinct intermediate configurations the space allows: 9" in result.stdout
     est = estimate(load_space(REPO / "spaces/xtreme.yaml"))
+    assert est.grid_trainings == 9
+    assert est.trainings == pytest.approx(9)  # every task drawn at least once over 9 x 24 trials
+    assert est.gpu_hours is not None and est.grid_gpu_hours is not None
+    assert est.gpu_hours < est.grid_gpu_hours
+
+
+def test_a_continuous_intermediate_parameter_costs_a_training_per_trial(tmp_path: Path) -> None:
+    """The design before: a continuous intermediate learning rate and per-trial lengths, 48 trials a study."""
+    data = yaml.safe_load((REPO / "spaces/xtreme.yaml").read_text())
+    for key in ("learning_rate", "schedule_steps", "publish_steps"):
+        del data["base"]["intermediate"][key]
+    when = {"intermediate_task": {"not": "none"}}
+    search = {"intermediate_task": data["search"].pop("intermediate_task")}
+    search["intermediate.learning_rate"] = {
+        "type": "float",
+        "low": 5e-6,
+        "high": 3e-5,
+        "log": True,
+        "when": when,
+    }
+    search["intermediate.max_steps"] = {"type": "int", "low": 2000, "high": 10000, "step": 4000, "when": when}
+    del data["search"]["intermediate.max_steps"]
+    data["search"] = {**search, **data["search"]}
+    for point in data["points_to_evaluate"][1:]:
+        point["intermediate.learning_rate"] = 1.0e-5
+    data["tuner"]["num_samples"] = 48
+    old = tmp_path / "xtreme-continuous.yaml"
+    old.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = _xstilts(["search", "--space", str(old), "--dry-run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "distinct intermediate configurations the space allows: unbounded" in result.stdout
+    est = estimate(load_space(old))
     # 9 intermediate tasks: the grid trains each once; the search, one per trial that draws a task
     # apart from the two seeded configurations shared by every study.
     assert est.grid_trainings == 9
