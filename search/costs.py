@@ -821,7 +821,16 @@ def dry_run(space: SearchSpace, targets: list[str], max_concurrent_trials: int |
             )
     concurrent = max_concurrent_trials or space.tuner.max_concurrent_trials
     est = estimate(space, targets or None)
+    _check_memory(est)
+    return format_plan(space, est, concurrent)
+
+
+def check_memory(space: SearchSpace, targets: list[str]) -> None:
+    """Before a real search: a trial whose phase cannot fit the GPUs is one ``MemoryPlanError`` line."""
+    _check_memory(estimate(space, targets or None))
+
+
+def _check_memory(est: Estimate) -> None:
     if est.device == "cuda":
         for phase, (plan, label) in est.memory.items():
             check_fits(plan, phase, est.assumptions.gpu_memory_gib * GIB, est.assumptions.gpu, where=label)
-    return format_plan(space, est, concurrent)

@@ -228,6 +228,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
 
         check_space(space, options.replay)  # instead of the data pre-flight: nothing is trained
     else:
+        from search.costs import check_memory
+
+        check_memory(space, targets)  # the memory plan (no I/O): a trial that cannot fit its GPUs never starts
         preflight_space(space)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_tracking_uri(uri)

@@ -264,3 +264,22 @@ def test_dry_run_with_a_bad_space_or_target_is_one_error_line(tmp_path: Path) ->
     result = _xstilts(["search", "--space", "spaces/demo.yaml", "--target", "xnli", "--dry-run"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("xstilts: error: --target xnli is not a target")
+
+
+def test_a_search_whose_trial_cannot_fit_its_gpus_stops_before_anything_starts(tmp_path: Path) -> None:
+    """The memory plan runs before the pre-flight, Ray and MLflow: one line naming what to change."""
+    from search.tuner import SearchOptions, run_search
+    from trainers.memory import MemoryPlanError
+
+    data = yaml.safe_load((REPO / "spaces/xtreme.yaml").read_text())
+    data["search"]["target.batch_size"]["choices"] = [4096]
+    for point in data["points_to_evaluate"]:
+        point["target.batch_size"] = 4096
+    space = tmp_path / "huge.yaml"
+    space.write_text(yaml.safe_dump(data, sort_keys=False))
+    options = SearchOptions(
+        space=str(space), storage=str(tmp_path / "runs"), tracking_uri=f"sqlite:///{tmp_path}/m.db"
+    )
+    with pytest.raises(MemoryPlanError, match="batch_size"):
+        run_search(options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.yaml"]  # nothing written
