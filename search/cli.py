@@ -95,7 +95,7 @@ def search_summary(outcomes: list[Any], options: Any) -> str:
         # Retrieval targets report no en_dev (no English dev set; docs/selection.md).
         en_dev = "n/a" if best["en_dev"] is None else f"{best['en_dev']:.2f}"
         lines.append(
-            f"  en_dev={best['en_dev']:.2f}  zero_shot_avg={best['zero_shot_avg']:.2f}  "
+            f"  en_dev={en_dev}  zero_shot_avg={best['zero_shot_avg']:.2f}  "
             f"intermediate reused={bool(best['intermediate_reused'])}"
         )
     uri = options.tracking_uri or tracking.default_tracking_uri()
