@@ -1,0 +1,100 @@
+"""A Ray Train worker SIGKILLed mid-phase: Ray Train restarts the worker group and the phase resumes from
+the last checkpoint it reported, not from step 0, and the run finishes.
+
+``xstilts run`` (the Ray backend, one worker) checkpoints the target phase every EVERY steps; once a
+checkpoint is in the run's storage, the training worker process (and only it, found in the driver's own
+session) is killed once Ray Train's controller has registered that checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from studies import driver_env, tail
+
+pytestmark = pytest.mark.slow
+
+EVERY = 5
+TOTAL = 60
+TIMEOUT_S = 600
+
+
+def _committed_steps(storage: Path) -> list[int]:
+    """Target steps of the checkpoints Ray Train's controller has registered (its snapshot in storage).
+
+    Only these survive a worker's death: a checkpoint uploaded but not yet registered when the worker
+    dies is not handed to the restarted workers, which then start where the last registered one was.
+    """
+    steps = []
+    for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+        try:
+            results = json.loads(snapshot.read_text())["checkpoint_results"]
+        except (OSError, ValueError, KeyError):
+            continue  # being written
+        steps += [int(r["metrics"]["target_step"]) for r in results if r["metrics"].get("target_step")]
+    return sorted(steps)
+
+
+def _train_workers(session: int) -> list[int]:
+    """Pids of Ray Train worker processes in ``session`` (the driver's: nobody else's are touched)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True)
+    pids = []
+    for line in listing.stdout.splitlines():
+        pid, sid, args = line.split(None, 2)
+        if int(sid) == session and "RayTrainWorker" in args:
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_killed_worker_resumes_its_phase_from_the_last_checkpoint(tiny_config: Any, tmp_path: Path) -> None:
+    config = tiny_config(
+        tmp_path / "out", "pawsx", None, [f"target.checkpoint_every={EVERY}", f"target.max_steps={TOTAL}"]
+    )
+    config_path = tmp_path / "config.yaml"
+    config.save(config_path)
+    storage = tmp_path / "ray-storage"
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(
+            ["xstilts", "run", "--config", str(config_path), "--storage", str(storage)],
+            cwd=tmp_path,
+            env=driver_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _committed_steps(storage):
+            assert driver.poll() is None, tail(log)
+            assert time.monotonic() < deadline, "no checkpoint reported in time"
+            time.sleep(0.2)
+        workers = _train_workers(driver.pid)
+        assert workers, "no Ray Train worker found in the driver's session"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        killed_after = _committed_steps(storage)[-1]
+        started = time.monotonic()
+        assert driver.wait(timeout=TIMEOUT_S) == 0, tail(log)
+        recovered_s = time.monotonic() - started
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    (results_file,) = [
+        path for path in storage.rglob("results.json") if json.loads(path.read_text()).get("finished")
+    ]
+    results = json.loads(results_file.read_text())
+    print(
+        f"killed {len(workers)} worker(s) after the step-{killed_after} checkpoint; finished {recovered_s:.0f} s later"
+    )
+    assert results["target_step"] == TOTAL and results["finished"] == 1.0
+    # Resumed from a checkpoint of the killed attempt: at or after the one seen before the kill.
+    assert killed_after <= results["target/resumed_from_step"] < TOTAL
+    assert results["target/resumed_from_step"] % EVERY == 0
