@@ -21,6 +21,7 @@ from search import tracking
 from search.checks import check_search_name
 from search.launch import init_ray, nodes_without
 from search.outbox import BufferedTracker
+from search.progress import ProgressTable
 from search.resources import (
     ResourceError,
     check_resources,
@@ -198,6 +199,12 @@ def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
     return [StallWatch(stall_after_s, tracker.flag_stalled, tracker.clear_stalled)]
 
 
+def _progress_table(space: SearchSpace, watch: list[Any]) -> ProgressTable:
+    """Tune's status table with each trial's phase, step, ETA, loss, dev score and stall flag."""
+    stall = next((w for w in watch if isinstance(w, StallWatch)), None)
+    return ProgressTable(space.tuner.metric, stall)
+
+
 def _trial_function(settings: TrialSettings, options: SearchOptions) -> Any:
     """A real trial (a Ray Train job), or its record in a grid when replaying."""
     from ray import tune
@@ -252,6 +259,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         )
     # Trials also report before their target phase (what phase 1 did), without the target metric yet.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # The status table with each trial's phase, step and ETA (search/progress.py) is a CLIReporter, which
+    # only Tune's legacy output engine prints.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Snapshot the experiment often, so that after an interruption few finished trials look unfinished
     # (those that do are re-run from their final checkpoint: no training, nothing logged twice).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
@@ -304,6 +314,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     path, trainable=trainable, resume_unfinished=True, resume_errored=True
                 )
             else:
+                watch = _watchdog(options.stall_after_s, tracker)
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(
@@ -321,7 +332,10 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     run_config=tune.RunConfig(
                         name=target,
                         storage_path=f"{storage}/{name}",
-                        callbacks=[tracker, *_watchdog(options.stall_after_s, tracker)],
+                        callbacks=[tracker, *watch],
+                        progress_reporter=_progress_table(space, watch),
+                        # The status table alone: trials' results are in it (and in MLflow), not a line each.
+                        verbose=1,
                         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
                     ),
                 )

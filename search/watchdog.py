@@ -49,6 +49,12 @@ class StallWatch(Callback):
             self._flagged.discard(trial.trial_id)
             self.on_progress(trial)
 
+    def silent_s(self, trial_id: str) -> float | None:
+        """How long a flagged trial has reported nothing; ``None`` for a trial not flagged."""
+        if trial_id not in self._flagged or trial_id not in self._last:
+            return None
+        return self.clock() - self._last[trial_id]
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Start counting."""
         self._seen(trial)

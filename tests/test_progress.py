@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from trainers.keys import PROGRESS_ETA_S, PROGRESS_PHASE, PROGRESS_STEP, PROGRESS_TOTAL
+from search.progress import ProgressTable
+from search.watchdog import StallWatch
+from trainers.keys import (
+    FINISHED,
+    PROGRESS_DEV,
+    PROGRESS_ETA_S,
+    PROGRESS_LOSS,
+    PROGRESS_PHASE,
+    PROGRESS_STEP,
+    PROGRESS_TOTAL,
+)
 from trainers.progress import (
     PROGRESS_EVERY_ENV,
     PhaseProgress,
@@ -138,3 +150,80 @@ def test_a_bad_interval_is_one_clear_error(raw: str, monkeypatch: pytest.MonkeyP
 
 def test_durations_read_like_a_clock() -> None:
     assert [duration(s) for s in (0, 42, 190, 3720)] == ["0s", "42s", "3m10s", "1h02m"]
+
+
+@dataclasses.dataclass
+class _Trial:
+    """What Tune's table and the watchdog read of a trial."""
+
+    trial_id: str
+    status: str = "RUNNING"
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    last_result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error_file: str | None = None
+    local_experiment_path: str = "/searches/demo/pawsx"
+    evaluated_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    temporary_state: Any = None
+
+    def __str__(self) -> str:
+        return f"run_trial_{self.trial_id}"
+
+
+def _rows(printed: str) -> dict[str, dict[str, str]]:
+    """Tune's printed status table (psql format): trial name -> {column: cell}."""
+    table = [line for line in printed.splitlines() if line.startswith("|") and not line.startswith("|-")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    rows = {}
+    for line in table[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Tune's status table carries each trial's progress; the watchdog's flagged trial says so."""
+    now = [0.0]
+    watch = StallWatch(60.0, lambda trial, silent: None, lambda trial: None, clock=lambda: now[0])
+    table = ProgressTable("zero_shot_avg", watch, ProgressSettings(every_s=30.0))
+    table.setup(metric="zero_shot_avg", mode="max")  # as Tune does
+    training, silent, finished = _Trial("a"), _Trial("b"), _Trial("c", status="TERMINATED")
+    trials = [training, silent, finished]
+    for trial in trials:
+        watch.on_trial_start(0, trials, trial)
+        trial.temporary_state = types.SimpleNamespace(location="10.0.0.1:4242")
+    progress = {
+        PROGRESS_PHASE: "target",
+        PROGRESS_STEP: 120,
+        PROGRESS_TOTAL: 500,
+        PROGRESS_ETA_S: 190.0,
+        PROGRESS_LOSS: 0.41234,
+        PROGRESS_DEV: 73.1,
+    }
+    training.last_result = progress
+    silent.last_result = {PROGRESS_PHASE: "intermediate", PROGRESS_STEP: 7, PROGRESS_TOTAL: 40}
+    table.should_report(trials)
+    # A result without progress (the phase's own) keeps the last progress; the final one says done.
+    training.last_result = {"target_step": 120, "en_dev": 73.1}
+    finished.last_result = {FINISHED: 1.0, "zero_shot_avg": 61.0}
+    table.should_report(trials)
+    now[0] = 90.0
+    watch.on_trial_result(0, trials, training, {})  # it reports; the other stays silent
+    watch.on_step_end(0, trials)
+
+    table.report(trials, False)
+    rows = _rows(capsys.readouterr().out)
+
+    columns = ["phase", "step", "eta", "loss", "dev", "stalled", "zero_shot_avg"]
+    assert {name: [row.get(c) for c in columns] for name, row in rows.items()} == {
+        "run_trial_a": ["target", "120/500", "3m10s", "0.4123", "73.1", "", ""],
+        "run_trial_b": ["intermediate", "7/40", "", "", "", "no report for 1m30s", ""],
+        "run_trial_c": ["done", "", "", "", "", "", "61"],  # tabulate prints numbers as numbers
+    }
+
+    # Once the silent trial reports again, the flag and its column go.
+    watch.on_trial_result(0, trials, silent, {})
+    table.report(trials, True)
+    rows = _rows(capsys.readouterr().out)
+    assert "stalled" not in rows["run_trial_b"] and rows["run_trial_b"]["phase"] == "intermediate"
