@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trainers.progress import PROGRESS_EVERY_ENV, ProgressSettings
 from trainers.worker import Plan, train_loop_per_worker
 
 # A Train job waits this long for its workers: on a busy or autoscaling cluster they may take minutes
@@ -30,6 +31,8 @@ def init_ray() -> None:
             "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S
         ),
     }
+    if PROGRESS_EVERY_ENV in os.environ:  # the workers print the progress lines
+        env[PROGRESS_EVERY_ENV] = str(ProgressSettings.from_env().every_s)
     os.environ.update(env)  # the driver's own Train jobs (xstilts run) read it from here
     # The dashboard serves the State API, which Ray Train's placement-group cleaner needs: without it the
     # placement groups of finished trials stay reserved and later trials wait forever for resources.

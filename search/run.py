@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.config import TransferConfig
+from trainers.progress import ProgressSettings
 from trainers.worker import RESULTS_FILE, Plan, run_local
 
 
@@ -14,6 +15,7 @@ def run_transfer(
     config: TransferConfig, backend: str = "ray", storage_path: str = "runs/ray"
 ) -> dict[str, Any]:
     """Run phases 1-3 of ``config``; return the final metrics."""
+    ProgressSettings.from_env()  # a bad XSTILTS_PROGRESS_EVERY_S is one line now, not a worker's error later
     plan = Plan.for_config(config)
     if backend == "local":
         return run_local(plan)

@@ -227,3 +227,21 @@ def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
     table.report(trials, True)
     rows = _rows(capsys.readouterr().out)
     assert "stalled" not in rows["run_trial_b"] and rows["run_trial_b"]["phase"] == "intermediate"
+
+
+def test_xstilts_run_with_a_bad_interval_is_one_line(
+    tiny_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``xstilts run`` refuses a bad XSTILTS_PROGRESS_EVERY_S in one line before it trains."""
+    from search.cli import main
+
+    config_path = tmp_path / "config.yaml"
+    tiny_config(tmp_path / "out", "pawsx").save(config_path)
+    monkeypatch.setenv(PROGRESS_EVERY_ENV, "soon")
+
+    code = main(["run", "--config", str(config_path), "--backend", "local"])
+
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert lines[0] == f"xstilts: error: {PROGRESS_EVERY_ENV}='soon': expected a number of seconds >= 0"
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()
