@@ -7,6 +7,7 @@ The features of each task type are listed in docs/CONTRACTS.md. Extractive QA fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ from trainers.config import stable_hash
 from trainers.data.loading import DataError
 from trainers.progress import stage
 from trainers.tasks import CANONICAL_COLUMNS, TaskSpec, TaskType
+
+ANNOUNCED_ROWS = 10_000
+"""Tokenizing a split this large (seconds to minutes) says so; smaller ones take well under a second."""
 
 # Bump when the features of some task type change, so that old caches are not reused.
 FEATURES_VERSION = 1
@@ -86,7 +90,8 @@ def featurize(
     # The directory appears only by an atomic rename, so its presence means a complete cache.
     if path.is_dir():
         return datasets.load_from_disk(str(path))
-    with stage(f"tokenizing {task.name} {cache_key or ''} ({len(dataset)} rows) into the feature cache"):
+    what = f"tokenizing {task.name} {cache_key or ''} ({len(dataset)} rows) into the feature cache"
+    with stage(what) if len(dataset) >= ANNOUNCED_ROWS else contextlib.nullcontext():
         features = _featurize_uncached(
             task, dataset, tokenizer, max_length, doc_stride, training, names, key, keep_in_memory=True
         )
