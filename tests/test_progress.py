@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import re
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
     now = [0.0]
     watch = StallWatch(60.0, lambda trial, silent: None, lambda trial: None, clock=lambda: now[0])
     table = ProgressTable("zero_shot_avg", watch, ProgressSettings(every_s=30.0))
-    table.setup(metric="zero_shot_avg", mode="max")  # as Tune does
+    table.setup(start_time=time.time(), metric="zero_shot_avg", mode="max")  # as Tune does
     training, silent, finished = _Trial("a"), _Trial("b"), _Trial("c", status="TERMINATED")
     trials = [training, silent, finished]
     for trial in trials:

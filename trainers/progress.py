@@ -85,6 +85,12 @@ def interactive(stream: TextIO) -> bool:
         return False
 
 
+def _line(text: str, stream: TextIO) -> None:
+    # A write, not print(): Ray Train's workers patch print() to also log it, and every line came out twice.
+    stream.write(f"xstilts: {text}\n")
+    stream.flush()
+
+
 def duration(seconds: float) -> str:
     """``1h02m``, ``3m10s`` or ``42s``."""
     seconds = max(0, round(seconds))
@@ -155,7 +161,7 @@ class PhaseProgress:
             self._print(f"{phase}: {total} {unit}s{resumed}")
 
     def _print(self, text: str) -> None:
-        print(f"xstilts: {text}", file=self.stream, flush=True)
+        _line(text, self.stream)
 
     def rate(self) -> float:
         """Units per second since the phase began (or resumed)."""
@@ -280,9 +286,9 @@ def stage(what: str, stream: TextIO | None = None) -> Iterator[None]:
         yield
         return
     began = time.monotonic()
-    print(f"xstilts: {what} ...", file=out, flush=True)
+    _line(f"{what} ...", out)
     yield
-    print(f"xstilts: {what}: done in {duration(time.monotonic() - began)}", file=out, flush=True)
+    _line(f"{what}: done in {duration(time.monotonic() - began)}", out)
 
 
 def quiet_library_bars(rank: int, stream: TextIO | None = None) -> None:
