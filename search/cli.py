@@ -288,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         "xstilts.stalled (default: 1800; 0: never)",
     )
     search.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="start each target's study from the intermediate settings of the earlier targets' best trials",
+    )
+    search.add_argument(
         "--replay",
         metavar="GRID",
         help="answer trials from a recorded grid (benchmarks/grid.py's Parquet) on a simulated clock "

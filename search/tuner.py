@@ -29,7 +29,7 @@ from search.resources import (
     current_reach,
     trial_driver_resources,
 )
-from search.space import DefineByRun, SearchSpace, load_space
+from search.space import INTERMEDIATE_TASK, DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
 from search.watchdog import StallWatch
 from trainers.config import ConfigError
@@ -77,6 +77,9 @@ class SearchOptions:
     """Answer trials from this recorded grid (``benchmarks/grid.py``) instead of training (``search/replay.py``)."""
     reuse_intermediate: bool = True
     """With ``replay``: reuse published intermediate checkpoints; ``False`` charges every trial its own."""
+    warm_start: bool = False
+    """Each target's study first tries the intermediate settings of the earlier targets' best trials
+    (opt-in until the search benchmark shows what it saves)."""
 
 
 @dataclass
@@ -90,6 +93,8 @@ class StudyOutcome:
     early_stopped: int
     failed: int
     best: dict[str, Any] | None
+    leaders: list[dict[str, Any]] = field(default_factory=list)
+    """The intermediate settings of its best completed trials, best first (later targets start from them)."""
 
 
 def _local_root(storage: str) -> Path:
@@ -147,22 +152,30 @@ class PhaseAwareOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def _searcher(space: SearchSpace, target: str, study_name: str, optuna_db: Path) -> Any:
+def _searcher(
+    space: SearchSpace,
+    target: str,
+    study_name: str,
+    optuna_db: Path,
+    warm: list[dict[str, Any]] | None = None,
+) -> Any:
     import optuna
 
+    points = space.points_for(target)
+    points += [point for point in warm or [] if point not in points]
     sampler = optuna.samplers.TPESampler(
         seed=space.tuner.sampler_seed,
         multivariate=True,
         group=True,  # conditional parameters (intermediate lr only with an intermediate task)
         # The seeded points plus a few random trials before TPE models the space.
-        n_startup_trials=len(space.points_for(target)) + 2,
+        n_startup_trials=len(points) + 2,
     )
     storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_db}")
     return PhaseAwareOptunaSearch(
         space=DefineByRun(space, target),
         metric=space.tuner.metric,
         mode=space.tuner.mode,
-        points_to_evaluate=space.points_for(target) or None,
+        points_to_evaluate=points or None,
         sampler=sampler,
         study_name=study_name,
         storage=storage,
@@ -188,8 +201,38 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
             **{k: metrics.get(k) for k in (metric, "zero_shot_avg", "en_dev", "intermediate_reused")},
         }
     return StudyOutcome(
-        search, target, len(rows), len(completed), len(rows) - len(completed) - failed, failed, best
+        search,
+        target,
+        len(rows),
+        len(completed),
+        len(rows) - len(completed) - failed,
+        failed,
+        best,
+        _leaders(completed, metric, mode),
     )
+
+
+WARM_START_TOP = 2
+"""How many of a finished study's best distinct intermediate settings later targets' studies try first."""
+
+
+def _leaders(completed: list[tuple[Any, dict[str, Any]]], metric: str, mode: str) -> list[dict[str, Any]]:
+    """The intermediate part (task and intermediate.*) of the best completed trials, distinct, best first."""
+    sign = 1 if mode == "max" else -1
+    scored = [(result, metrics) for result, metrics in completed if metric in metrics]
+    ranked = sorted(scored, key=lambda rm: -sign * rm[1][metric])
+    leaders: list[dict[str, Any]] = []
+    for result, _ in ranked:
+        point = {
+            k: v
+            for k, v in (result.config or {}).items()
+            if k == INTERMEDIATE_TASK or k.startswith("intermediate.")
+        }
+        if point and point not in leaders:
+            leaders.append(point)
+        if len(leaders) == WARM_START_TOP:
+            break
+    return leaders
 
 
 def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
@@ -237,7 +280,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
     else:
         from search.costs import check_memory
 
-        check_memory(space, targets)  # the memory plan (no I/O): a trial that cannot fit its GPUs never starts
+        # The memory plan (no I/O): a trial that cannot fit its GPUs never starts.
+        check_memory(space, targets)
         preflight_space(space)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_tracking_uri(uri)
@@ -280,6 +324,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         )
     experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
     outcomes = []
+    warm: list[dict[str, Any]] = []
     # The parent run ends FINISHED when every study ran, FAILED on any error or interruption.
     params = {"space": options.space, "targets": ",".join(targets)}
     with tracking.search_run(uri, experiment, name, params) as parent:
@@ -318,7 +363,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(
-                        search_alg=_searcher(space, target, f"{name}.{target}", local_root / "optuna.db"),
+                        search_alg=_searcher(
+                            space, target, f"{name}.{target}", local_root / "optuna.db", warm
+                        ),
                         scheduler=_scheduler(space),
                         num_samples=space.tuner.num_samples,
                         metric=space.tuner.metric,
@@ -346,4 +393,6 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     f"search {name!r} was interrupted in target {target}; continue it with --resume"
                 )
             outcomes.append(_outcome(name, target, results, space.tuner.metric, space.tuner.mode))
+            if options.warm_start:  # what helped this target is tried first by the next ones
+                warm += [point for point in outcomes[-1].leaders if point not in warm]
     return outcomes

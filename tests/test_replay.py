@@ -55,13 +55,14 @@ def _write_grid(path: Path, space: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     loaded = space_from_dict(space)
     rows = {}
-    for index, point in enumerate(space_points(loaded, "udpos")):
-        config = loaded.to_transfer_config(point, "udpos")
+    points = [(t, p) for t in loaded.targets for p in space_points(loaded, t)]
+    for index, (target, point) in enumerate(points):
+        config = loaded.to_transfer_config(point, target)
         inter = config.intermediate
         score = 50.0 + index
         rows[cell_key(config)] = {
             "cell": cell_key(config),
-            "target": "udpos",
+            "target": target,
             "curve_step": [10, 20, 30, 40],
             "curve_en_dev": [score - 3, score - 2, score - 1, score],
             "curve_target_dev": [score - 13, score - 12, score - 11, score - 10],
@@ -235,3 +236,66 @@ def test_cli_replay_without_a_grid_is_one_line(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     assert main(["search", "--replay", str(tmp_path / "nope.parquet"), "--name", "r"]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_leaders_are_the_best_distinct_intermediate_settings() -> None:
+    from types import SimpleNamespace
+
+    from search.tuner import _leaders
+
+    def trial(task: str, steps: int | None, score: float, lr: float) -> tuple[Any, dict[str, Any]]:
+        config = {"intermediate_task": task, "target.learning_rate": lr}
+        if steps is not None:
+            config["intermediate.max_steps"] = steps
+        return SimpleNamespace(config=config), {"en_dev": score}
+
+    completed = [
+        trial("ccg", 30, 80.0, 1e-3),
+        trial("mnli", 90, 95.0, 1e-3),
+        trial("mnli", 90, 90.0, 3e-3),  # the same intermediate settings as the best: not repeated
+        trial("none", None, 85.0, 1e-3),
+    ]
+    assert _leaders(completed, "en_dev", "max") == [
+        {"intermediate_task": "mnli", "intermediate.max_steps": 90},
+        {"intermediate_task": "none"},
+    ]
+    assert _leaders(completed, "en_dev", "min")[0] == {
+        "intermediate_task": "ccg",
+        "intermediate.max_steps": 30,
+    }
+
+
+@pytest.mark.slow
+def test_a_later_target_starts_from_the_earlier_targets_best_intermediate(tmp_path: Path) -> None:
+    """Warm start across targets, on the real driver (replayed): panx first tries udpos's best intermediate."""
+    from search.tuner import SearchOptions, run_search
+
+    space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
+    space["targets"] = ["udpos", "panx"]
+    space["points_to_evaluate"] = [{"intermediate_task": "none", "target.learning_rate": 1.0e-3}]
+    grid = tmp_path / "grid.parquet"
+    rows = _write_grid(grid, space)
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
+    outcomes = run_search(
+        SearchOptions(
+            space=str(space_file),
+            storage=str(tmp_path / "storage"),
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            cache_root=str(tmp_path / "cache" / "intermediate"),
+            max_concurrent_trials=1,
+            replay=str(grid),
+            warm_start=True,
+        )
+    )
+    udpos, panx = outcomes
+    assert panx.completed == 4
+    assert udpos.leaders  # what panx starts from
+    trials = list(_ledger(tmp_path / "cache").values())
+    panx_cells = [t["cell"] for t in trials if t["target"] == "panx"]
+    # After its own seeded baseline, panx's next trials are udpos's leaders (the sampler fills the rest).
+    for leader, cell in zip(udpos.leaders, panx_cells[1:], strict=False):
+        task, steps = cell.split("|")[1:3]
+        assert leader["intermediate_task"] == task
+        assert leader.get("intermediate.max_steps", 0) == int(steps)
+    assert all(rows[c]["target"] == "panx" for c in panx_cells)
