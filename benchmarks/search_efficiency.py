@@ -9,7 +9,9 @@ Replays searches against the recorded grid (``benchmarks/grid.py``), over ``--se
 (c) ``tune_no_reuse``: Ray Tune + Optuna TPE + ASHA as a user would set it up: the real driver
     (``xstilts search --replay``), no seeded points, every trial training its own intermediate model;
 (d) ``xstilts``: the real driver as it is (seeded baseline first, targets one after another, the
-    intermediate-checkpoint cache shared by trials and targets).
+    intermediate-checkpoint cache shared by trials and targets);
+(e) ``xstilts_warm``: the same with ``--warm-start`` (later targets first try the earlier ones' best
+    intermediate settings).
 
 (a) and (b) do not adapt to what they observe, so they are priced straight from the table; (c) and (d)
 run the project's real search driver (Ray Tune, its sampler and scheduler, MLflow, the cache) with
@@ -27,6 +29,7 @@ compute and ends with ``RESULT xstilts_vs_grid=... random_vs_grid=... tune_no_re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -232,6 +235,7 @@ def driver_method(
     metric: str,
     reuse: bool,
     seeded_points: bool,
+    warm_start: bool = False,
 ) -> Outcome:
     """(c), (d): the real search driver, trials answered from the grid, one at a time."""
     from search.replay import LEDGER
@@ -252,6 +256,7 @@ def driver_method(
         max_concurrent_trials=1,
         replay=grid_path,
         reuse_intermediate=reuse,
+        warm_start=warm_start,
     )
     run_search(options)
     reports = [json.loads(line) for line in (run_dir / "cache" / LEDGER).read_text().splitlines()]
@@ -353,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default="benchmarks/grid/miniature_tiny.parquet")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--grid-seeds", type=int, nargs="+", help="only these seeds of the grid (default: all)"
+    )
     parser.add_argument("--samples", type=int, default=30, help="trials per target of each search")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     parser.add_argument(
@@ -364,12 +372,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["grid", "random", "tune_no_reuse", "xstilts"])
     parser.add_argument("--plot", default="benchmarks/search_efficiency.png")
     parser.add_argument("--workdir", help="keep each replayed search here (default: a temporary directory)")
+    parser.add_argument(
+        "--outcomes",
+        help="JSON lines: every method's trials per seed, appended as each seed finishes; with "
+        "--report-only, the tables are made from it",
+    )
+    parser.add_argument("--report-only", action="store_true", help="only report the --outcomes file")
     args = parser.parse_args(argv)
     targets = tuple(args.targets)
 
     grids = load(args.grid)
+    if args.grid_seeds:
+        grids = {seed: grids[seed] for seed in args.grid_seeds}
     started = time.time()
     outcomes: dict[str, list[tuple[Outcome, Grid]]] = defaultdict(list)
+    if args.report_only:
+        for line in Path(args.outcomes).read_text().splitlines():
+            data = json.loads(line)
+            outcome = Outcome(data["method"], data["seed"], [Trial(**t) for t in data["trials"]])
+            outcomes[outcome.method].append((outcome, grids[data["grid_seed"]]))
+        report(outcomes, grids, targets, args.metric, args.plot)
+        return 0
     with tempfile.TemporaryDirectory(prefix="xstilts-replay-") as tmp:
         workdir = Path(args.workdir or tmp)
         for seed in range(args.seeds):
@@ -381,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif method == "random":
                     outcome = random_method(grid, seed, args.samples, targets, args.metric)
                 else:
-                    reuse = method == "xstilts"
+                    reuse = method.startswith("xstilts")
                     outcome = driver_method(
                         method,
                         args.grid,
@@ -393,8 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                         args.metric,
                         reuse=reuse,
                         seeded_points=reuse,
+                        warm_start=method == "xstilts_warm",
                     )
                 outcomes[method].append((outcome, grid))
+                if args.outcomes:
+                    with open(args.outcomes, "a") as handle:
+                        record = {"method": method, "seed": seed, "grid_seed": grid_seed}
+                        trials = [dataclasses.asdict(t) for t in outcome.trials]
+                        handle.write(json.dumps({**record, "trials": trials}) + "\n")
             print(f"seed {seed}: done ({time.time() - started:.0f} s)", flush=True)
     report(outcomes, grids, targets, args.metric, args.plot)
     return 0
