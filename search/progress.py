@@ -104,6 +104,8 @@ class ProgressTable(CLIReporter):
         out = []
         for trial in trials:
             cells = progress_cells(self._progress.get(trial.trial_id, {}))
+            if trial.status == "TERMINATED" and cells["phase"] != "done":  # the scheduler stopped it early
+                cells = {**cells, "phase": "stopped", "eta": ""}
             silent = self.watch.silent_s(trial.trial_id) if self.watch else None
             if silent is not None:
                 cells[STALLED] = f"no report for {duration(silent)}"

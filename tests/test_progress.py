@@ -190,7 +190,8 @@ def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
     table = ProgressTable("zero_shot_avg", watch, ProgressSettings(every_s=30.0))
     table.setup(start_time=time.time(), metric="zero_shot_avg", mode="max")  # as Tune does
     training, silent, finished = _Trial("a"), _Trial("b"), _Trial("c", status="TERMINATED")
-    trials = [training, silent, finished]
+    stopped = _Trial("d", status="TERMINATED")  # by ASHA, in the target phase
+    trials = [training, silent, finished, stopped]
     for trial in trials:
         watch.on_trial_start(0, trials, trial)
         trial.temporary_state = types.SimpleNamespace(location="10.0.0.1:4242")
@@ -204,6 +205,7 @@ def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
     }
     training.last_result = progress
     silent.last_result = {PROGRESS_PHASE: "intermediate", PROGRESS_STEP: 7, PROGRESS_TOTAL: 40}
+    stopped.last_result = {**progress, PROGRESS_STEP: 10}
     table.should_report(trials)
     # A result without progress (the phase's own) keeps the last progress; the final one says done.
     training.last_result = {"target_step": 120, "en_dev": 73.1}
@@ -220,7 +222,16 @@ def test_the_status_table_shows_phase_step_eta_and_flags_a_silent_trial(
     assert {name: [row.get(c) for c in columns] for name, row in rows.items()} == {
         "run_trial_a": ["target", "120/500", "3m10s", "0.4123", "73.1", "", ""],
         "run_trial_b": ["intermediate", "7/40", "", "", "", "no report for 1m30s", ""],
-        "run_trial_c": ["done", "", "", "", "", "", "61"],  # tabulate prints numbers as numbers
+        "run_trial_c": ["done", "", "", "", "", "", "61"],
+        "run_trial_d": [
+            "stopped",
+            "10/500",
+            "",
+            "0.4123",
+            "73.1",
+            "",
+            "",
+        ],  # tabulate prints numbers as numbers
     }
 
     # Once the silent trial reports again, the flag and its column go.
