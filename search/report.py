@@ -1,6 +1,6 @@
 """``xstilts report``: plots and a Markdown summary of a search, also logged to MLflow.
 
-Four PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``:
+Five PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``:
 
 (a) ``gain_heatmap.png``: the gain of each intermediate task over the no-intermediate baseline per
     target, as in Phang et al. (2020): rows intermediate tasks, columns targets, value = the best
@@ -11,7 +11,10 @@ Four PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>`
 (c) ``importance.png``: Optuna parameter importances of each target's study (loaded from the
     search's Optuna RDB), or a note where a study has too few finished trials;
 (d) ``winners_languages.png``: per-language zero-shot scores of the en_dev and target_dev winners
-    and of the best baseline trial.
+    and of the best baseline trial;
+(e) ``compute.png``: per target, the incumbent (the best completed trial so far on the search's
+    objective) and its zero_shot_avg against the compute the target's trials had spent by then
+    (``cost/gpu_s``, trials in start order).
 
 The files are logged as artifacts (``report/``) of the search's latest selection run
 (``xstilts.kind=selection``), or of a new one when ``xstilts select`` has not been run yet.
@@ -38,6 +41,7 @@ from search.select import (
     rank,
     status_counts,
 )
+from trainers.keys import COST_GPU_S
 
 BASELINE = "none"
 """The intermediate_task value of the no-intermediate baseline."""
@@ -372,6 +376,68 @@ def plot_languages(rows: dict[str, dict[str, Trial | None]], path: Path) -> None
     _save(fig, path)
 
 
+@dataclass(frozen=True)
+class ComputePoint:
+    """Where a target's search stood once a trial ended."""
+
+    gpu_s: float
+    """Device-seconds its trials had spent by then (``cost/gpu_s``, in start order)."""
+    objective: float | None
+    """The incumbent's objective (None before any trial completed)."""
+    zero_shot: float | None
+    """The incumbent's zero_shot_avg."""
+
+
+def compute_curve(trials: Sequence[Trial], target: str, metric: str, mode: str = "max") -> list[ComputePoint]:
+    """(e) The incumbent after each of ``target``'s trials, against the compute spent; [] when unpriced."""
+    mine = sorted((t for t in trials if t.target == target), key=lambda t: (t.start_time, t.trial_id))
+    if not mine or any(
+        t.metric(COST_GPU_S) is None for t in mine if t.status in (COMPLETED, "early_stopped")
+    ):
+        return []  # a search from before trials were priced
+    sign = 1 if mode == "max" else -1
+    spent = 0.0
+    incumbent: Trial | None = None
+    curve = []
+    for trial in mine:
+        spent += trial.metric(COST_GPU_S) or 0.0
+        value = trial.metric(metric)
+        better = incumbent is None or (
+            value is not None and sign * value > sign * (incumbent.metric(metric) or 0.0)
+        )
+        if trial.status == COMPLETED and value is not None and better:
+            incumbent = trial
+        curve.append(
+            ComputePoint(
+                spent,
+                incumbent.metric(metric) if incumbent else None,
+                incumbent.metric(TEST_METRIC) if incumbent else None,
+            )
+        )
+    return curve
+
+
+def plot_compute(curves: dict[str, list[ComputePoint]], metric: str, path: Path) -> None:
+    """(e) Incumbent objective and zero-shot score against cumulative compute, one panel per target."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (target, curve) in zip(axes[0], curves.items(), strict=True):
+        shown = [p for p in curve if p.objective is not None]
+        if shown:
+            hours = [p.gpu_s / 3600 for p in shown]
+            ax.step(hours, [p.objective for p in shown], where="post", label=f"incumbent {metric}")
+            ax.step(hours, [p.zero_shot for p in shown], where="post", label=f"its {TEST_METRIC}")
+            ax.set_xlabel("device-hours spent (cost/gpu_s)")
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no priced, completed trial", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(target)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Score against cumulative compute", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -468,6 +534,8 @@ def summary_markdown(
         "",
         "![per-language scores of the winners](winners_languages.png)",
         "",
+        "![score against cumulative compute](compute.png)",
+        "",
     ]
     return "\n".join(lines)
 
@@ -503,12 +571,19 @@ def report(options: ReportOptions) -> Report:
     winners = winners_by_target(trials, targets)
     files = [
         out / name
-        for name in ("gain_heatmap.png", "freeze_depth.png", "importance.png", "winners_languages.png")
+        for name in (
+            "gain_heatmap.png",
+            "freeze_depth.png",
+            "importance.png",
+            "winners_languages.png",
+            "compute.png",
+        )
     ]
     plot_heatmap(heatmap, options.pick, files[0])
     plot_freeze_depth(trials, targets, files[1])
     plot_importances(found, metric, files[2])
     plot_languages(winners, files[3])
+    plot_compute({t: compute_curve(trials, t, metric) for t in targets}, metric, files[4])
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(options.search, trials, targets, heatmap, found, winners, options.pick, metric)

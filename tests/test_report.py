@@ -113,6 +113,7 @@ def test_report_writes_plots_and_summary_and_logs_them(searched: tuple[str, Path
     result = rep.report(rep.ReportOptions(search="s", tracking_uri=uri, storage=str(storage), out=str(out)))
     names = sorted(p.name for p in result.files)
     assert names == [
+        "compute.png",
         "freeze_depth.png",
         "gain_heatmap.png",
         "importance.png",
@@ -173,3 +174,37 @@ def test_cli_report(searched: tuple[str, Path], tmp_path: Path, capsys: pytest.C
     text = capsys.readouterr().out
     assert f"report of search s in {out}" in text and "MLflow" not in text
     assert (out / "gain_heatmap.png").is_file()
+
+
+def test_compute_curve_follows_the_incumbent_over_spent_compute() -> None:
+    """(e) Trials in start order; every trial's cost counts, only completed ones can become incumbent."""
+
+    def priced(
+        run_id: str,
+        start: int,
+        status: str,
+        en_dev: float,
+        zero_shot: float,
+        cost: float,
+        target: str = "udpos",
+    ) -> sel.Trial:
+        base = trial(run_id, target, "mnli", zero_shot, en_dev=en_dev, status=status)
+        return replace(base, start_time=start, metrics={**base.metrics, "cost/gpu_s": cost})
+
+    trials = [
+        priced("c", 3, "completed", 70.0, 61.0, 5.0),
+        priced("a", 1, "completed", 60.0, 55.0, 10.0),
+        priced("b", 2, "early_stopped", 95.0, 99.0, 2.0),  # stopped early: paid for, never the incumbent
+        priced("d", 4, "completed", 65.0, 70.0, 1.0),  # worse objective: the incumbent stays c
+        priced("x", 1, "completed", 99.0, 99.0, 100.0, target="panx"),  # another target
+    ]
+    curve = rep.compute_curve(trials, "udpos", "en_dev")
+    assert [p.gpu_s for p in curve] == [10.0, 12.0, 17.0, 18.0]
+    assert [(p.objective, p.zero_shot) for p in curve] == [
+        (60.0, 55.0),
+        (60.0, 55.0),
+        (70.0, 61.0),
+        (70.0, 61.0),
+    ]
+    unpriced = [replace(t, metrics={k: v for k, v in t.metrics.items() if k != "cost/gpu_s"}) for t in trials]
+    assert rep.compute_curve(unpriced, "udpos", "en_dev") == []
