@@ -218,6 +218,60 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
+def summary(path: Path) -> str:
+    """Markdown tables of a written grid: what it holds, what each intermediate task gains, what it costs."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    lines = [
+        f"{path}: {len(frame)} rows, {frame['seed'].nunique()} seeds, {path.stat().st_size / 1e6:.2f} MB",
+        "",
+        "| target | cells per seed | zero-shot of the best cell (mean over seeds) | its configuration (seed 0) | "
+        "baseline's best | gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target, rows in frame.groupby("target", sort=False):
+        best = rows.loc[rows.groupby("seed")["zero_shot_avg"].idxmax()]
+        base = rows[rows["intermediate"] == "none"].groupby("seed")["zero_shot_avg"].max()
+        first = best.iloc[0]
+        config = (
+            f"{first['intermediate']}@{first['intermediate_steps']}, freeze {first['freeze_depth']}, "
+            f"lr {first['target_lr']:g}"
+        )
+        lines.append(
+            f"| {target} | {len(rows) // rows['seed'].nunique()} | {best['zero_shot_avg'].mean():.2f} | {config} | "
+            f"{base.mean():.2f} | {best['zero_shot_avg'].mean() - base.mean():+.2f} |"
+        )
+    lines += [
+        "",
+        "Best zero-shot average per intermediate configuration (over target settings; mean over seeds), minus "
+        "the baseline's:",
+        "",
+    ]
+    targets = list(frame["target"].unique())
+    lines.append("| intermediate | steps | " + " | ".join(targets) + " | intermediate s (median) |")
+    lines.append("|---|---|" + "---|" * len(targets) + "---|")
+    per = frame.groupby(["target", "seed", "intermediate", "intermediate_steps"])["zero_shot_avg"].max()
+    base_by = {t: per[t].xs("none", level="intermediate").groupby("seed").max() for t in targets}
+    for (name, steps), rows in frame.groupby(["intermediate", "intermediate_steps"], sort=False):
+        if name == "none":
+            continue
+        gains = []
+        for target in targets:
+            values = per[target].xs((name, steps), level=("intermediate", "intermediate_steps"))
+            gains.append(f"{(values - base_by[target]).mean():+.2f}")
+        cost = rows.drop_duplicates("intermediate_key")["intermediate_s"].median()
+        lines.append(f"| {name} | {steps} | " + " | ".join(gains) + f" | {cost:.2f} |")
+    trained = frame[frame["target_steps"] > 0]
+    lines += [
+        "",
+        f"target phase: median {trained['target_s'].median():.2f} s for {TARGET_STEPS} steps with "
+        f"{TARGET_STEPS // EVAL_EVERY} evaluations of every language's dev split; zero-shot evaluation: "
+        f"median {frame['eval_s'].median():.2f} s",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate (or continue) the grid and write it as Parquet."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one core by default)")
     parser.add_argument("--smoke", action="store_true", help="two cells in a temporary directory")
+    parser.add_argument("--summary", action="store_true", help="print tables of the written --out grid")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(Path(args.out or "benchmarks/grid/miniature_tiny.parquet")))
+        return 0
 
     import torch
 
