@@ -257,3 +257,27 @@ def test_xstilts_run_with_a_bad_interval_is_one_line(
     assert code == 2 and len(lines) == 1
     assert lines[0] == f"xstilts: error: {PROGRESS_EVERY_ENV}='soon': expected a number of seconds >= 0"
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_one_redrawn_bar_not_lines() -> None:
+    """On a terminal the phase is a tqdm bar redrawn in place (carriage returns), with loss and dev beside it."""
+    clock, stream = FakeClock(), _Terminal()
+    shown = PhaseProgress("target", 50, examples_per_unit=16, stream=stream, clock=clock)
+    for step in range(1, 51):
+        clock.now += 1.0
+        shown.advance(step, loss=0.25)
+    shown.set_dev(81.5)
+    shown.close()
+    out = stream.getvalue()
+    assert "xstilts: target" not in out  # no periodic lines
+    assert out.count("\n") == 1 and out.count("\r") >= 2  # one bar, redrawn, left on screen at the end
+    last = out.rsplit("\r", 1)[1]
+    assert last.startswith("xstilts target: 100%") and "50/50" in last
+    assert "loss 0.2500" in last and "dev 81.50" in last
