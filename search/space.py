@@ -88,6 +88,7 @@ SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
 ENCODER_LAYERS: dict[str, int] = {
     "tiny": 2,
     "minilm": 6,
+    "me5-small": 12,
     "xlm-roberta-base": 12,
     "xlm-roberta-large": 24,
     "bert-base-multilingual-cased": 12,

