@@ -99,8 +99,16 @@ def search_summary(outcomes: list[Any], options: Any) -> str:
             f"intermediate reused={bool(best['intermediate_reused'])}"
         )
     uri = options.tracking_uri or tracking.default_tracking_uri()
-    lines.append(f"MLflow: experiment xstilts-{outcomes[0].search if outcomes else ''} at {uri}")
-    lines.append(f"  mlflow ui --backend-store-uri {uri}")
+    name = f"xstilts-{outcomes[0].search if outcomes else ''}"
+    lines.append(f"MLflow: experiment {name} at {uri}")
+    experiment = tracking.existing_experiment(uri, name)
+    if uri.startswith(("http://", "https://")):
+        lines.append(f"  {tracking.experiment_url(uri, experiment)}" if experiment else f"  {uri}")
+    else:
+        lines.append(f"  mlflow ui --backend-store-uri {uri}")
+        if experiment:
+            # Without the link's workflowType the UI opens the GenAI view, not the runs table.
+            lines.append(f"  then open {tracking.experiment_url('http://127.0.0.1:5000', experiment)}")
     return "\n".join(lines)
 
 

@@ -34,6 +34,10 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment tag MLflow 3's UI reads to pick an experiment's view (its ``ExperimentKind`` values)."""
 MODEL_TRAINING = "custom_model_development"
 """The kind whose view is the runs table with Compare, not the GenAI traces and evaluation runs."""
+UI_WORKFLOW = "machine_learning"
+"""MLflow 3's UI opens every experiment in its GenAI view (traces) unless its link carries
+``?workflowType=machine_learning`` (or the browser last chose "Model training"): the kind tag alone does
+not switch it (checked in MLflow 3.17's UI)."""
 SEARCHED_PREFIX = "_search."
 """Prefix of a trial's searched parameters: the UI lists params in code-point order, where ``_`` comes
 before every lowercase key of the resolved config, so the searched ones head Compare and the column list."""
@@ -77,6 +81,24 @@ def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
             artifact_root = (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
         tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
         return str(client.create_experiment(name, artifact_location=artifact_root, tags=tags))
+
+
+def existing_experiment(uri: str, name: str) -> str | None:
+    """The id of experiment ``name`` if the store holds it; creates nothing, and None if the store cannot answer."""
+    from mlflow.exceptions import MlflowException
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        return None  # opening a SQLite store that is not there would create it
+    try:
+        found = _client(uri).get_experiment_by_name(name)
+    except MlflowException:
+        return None
+    return None if found is None else str(found.experiment_id)
+
+
+def experiment_url(ui: str, experiment: str) -> str:
+    """The link that opens ``experiment`` in the MLflow UI at ``ui`` on its runs table (the model-training view)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment}?workflowType={UI_WORKFLOW}"
 
 
 def trial_params(resolved: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import pytest
 from fake_search import demo_trials, log_search
 from servers import free_port, server
 
+from search import tracking
 from search.tracking import SEARCHED_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +164,14 @@ def test_trials_and_metrics_show_in_the_mlflow_ui(tmp_path: Path) -> None:
             try:
                 page = browser.new_page(viewport={"width": 1900, "height": 900})
                 page.set_default_timeout(UI_TIMEOUT_MS)
+                # The link xstilts prints opens the model-training view (the runs table), not GenAI's traces.
+                page.goto(tracking.experiment_url(url, experiment.experiment_id))
+                page.get_by_role("button", name="Columns", exact=True).wait_for()
+                landing = [
+                    name
+                    for name in ("Evaluation runs", "Judges")
+                    if page.get_by_text(name, exact=True).count()
+                ]
                 page.goto(runs_url(url, experiment.experiment_id))
                 page.get_by_text("pawsx-pawsx-1", exact=True).first.wait_for()
                 close_assistant(page)
@@ -173,6 +182,7 @@ def test_trials_and_metrics_show_in_the_mlflow_ui(tmp_path: Path) -> None:
             finally:
                 browser.close()
     print(f"screenshot: {screenshot}")
+    assert landing == [], f"the experiment's link opened the GenAI view ({landing})"
     # Every trial run, and only trial runs (the parent search run is filtered out), best en_dev first.
     assert list(rows) == ["pawsx-pawsx-3", "pawsx-pawsx-1", "pawsx-pawsx-2", "pawsx-pawsx-0", "pawsx-pawsx-4"]
     assert rows["pawsx-pawsx-1"] == {

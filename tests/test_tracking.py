@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fake_search import FakeTrial, fresh_store, log_search
@@ -62,3 +64,33 @@ def test_a_store_that_refuses_the_experiment_is_one_tracking_error_line() -> Non
         tracking.experiment_id(url, "xstilts-refused")
     assert str(refused.value).startswith(f"tracking store {url}: ")
     assert "401" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def _outcome(search: str) -> Any:
+    best = {"trial_id": "t0", "config": {"intermediate_task": "none"}, "en_dev": 50.0}
+    best |= {"zero_shot_avg": 40.0, "intermediate_reused": 0.0}
+    return SimpleNamespace(
+        search=search, target="udpos", trials=1, completed=1, early_stopped=0, failed=0, best=best
+    )
+
+
+def test_the_search_summary_links_the_experiment_s_runs_table(tmp_path: Path) -> None:
+    from search.cli import search_summary
+
+    uri = fresh_store(tmp_path / "mlruns")
+    experiment = tracking.experiment_id(uri, "xstilts-linked")
+
+    text = search_summary([_outcome("linked")], SimpleNamespace(tracking_uri=uri))
+
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning"
+    assert link in text.splitlines()[-1]
+
+
+def test_the_search_summary_creates_no_store(tmp_path: Path) -> None:
+    from search.cli import search_summary
+
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    text = search_summary([_outcome("gone")], SimpleNamespace(tracking_uri=f"sqlite:///{missing}"))
+
+    assert "workflowType" not in text
+    assert not missing.parent.exists()
