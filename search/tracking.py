@@ -33,7 +33,7 @@ TERMINAL = frozenset({"completed", "early_stopped", "failed"})
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment tag MLflow 3's UI reads to pick an experiment's view (its ``ExperimentKind`` values)."""
 MODEL_TRAINING = "custom_model_development"
-"""The kind whose view is the runs table with Compare, not the GenAI traces and evaluation runs."""
+"""Model training, as opposed to GenAI development; the UI's landing view follows the link (``UI_WORKFLOW``)."""
 UI_WORKFLOW = "machine_learning"
 """MLflow 3's UI opens every experiment in its GenAI view (traces) unless its link carries
 ``?workflowType=machine_learning`` (or the browser last chose "Model training"): the kind tag alone does

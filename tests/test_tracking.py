@@ -1,4 +1,4 @@
-"""How a search looks in MLflow: the experiment's kind (the UI's model-training view) and where searched params sort."""
+"""How a search looks in MLflow: the experiment's kind, the link to its runs table, where searched params sort."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from servers import refusing_server
 from search import tracking
 
 
-def test_a_new_experiment_opens_in_the_model_training_view(tmp_path: Path) -> None:
+def test_a_new_experiment_is_of_the_model_training_kind(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = fresh_store(tmp_path / "mlruns")
