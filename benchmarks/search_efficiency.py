@@ -356,7 +356,7 @@ def _spread(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Replay every method over the seeds and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", default="benchmarks/grid/miniature_tiny.parquet")
+    parser.add_argument("--grid", default=str(ROOT / "benchmarks" / "grid" / "miniature_tiny.parquet"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument(
         "--grid-seeds", type=int, nargs="+", help="only these seeds of the grid (default: all)"

@@ -183,6 +183,7 @@ def test_search_efficiency_smoke(tmp_path: Path) -> None:
     command = [
         sys.executable,
         str(ROOT / "benchmarks" / "search_efficiency.py"),
+        f"--grid={GRID_FILE}",
         "--seeds=1",
         "--samples=4",
         "--targets=udpos",
