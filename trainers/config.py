@@ -63,11 +63,13 @@ class ModelConfig:
 class DataConfig:
     """Where task data comes from and where tokenized features are cached."""
 
-    source: Literal["miniature", "hub", "local"] = "miniature"
+    source: Literal["miniature", "hub", "local", "xtreme"] = "miniature"
     """``miniature``: the generated offline benchmark; ``hub``: Hugging Face datasets; ``local``:
-    ``data_dir/<task>/<lang>/<split>.jsonl`` files in the hub's schemas."""
+    ``data_dir/<task>/<lang>/<split>.jsonl`` files in the hub's schemas; ``xtreme``: the directory
+    google-research/xtreme's download script fills (``data_dir``), read in its own file formats."""
     data_dir: str | None = None
-    """Root of local data (``local``), or where the miniature is written (default: under cache_dir)."""
+    """Root of local data (``local``), the XTREME download directory (``xtreme``), or where the miniature
+    is written (default: under cache_dir)."""
     cache_dir: str = "~/.cache/xstilts"
     """Tokenized-feature cache and generated data; shared by phases, runs and trials."""
     max_train_examples: int | None = None
@@ -76,14 +78,19 @@ class DataConfig:
     """Cap on evaluation examples per language (``None``: all)."""
     bucc_dir: str | None = None
     """Directory of the official BUCC 2018 files (``<lang>-en.{sample,training}.{<lang>,en,gold}``), which
-    BUCC mines whatever ``source`` says: the hub holds only its gold pairs, without the full corpora."""
+    BUCC mines whatever ``source`` says: the hub holds only its gold pairs, without the full corpora. With
+    ``source: xtreme`` it defaults to the download's ``bucc2018`` folder."""
 
     def __post_init__(self) -> None:
         _check(
-            self.source in ("miniature", "hub", "local"),
-            f"data.source must be miniature, hub or local, got {self.source!r}",
+            self.source in ("miniature", "hub", "local", "xtreme"),
+            f"data.source must be miniature, hub, local or xtreme, got {self.source!r}",
         )
         _check(self.source != "local" or bool(self.data_dir), "data.source=local needs data.data_dir")
+        _check(
+            self.source != "xtreme" or bool(self.data_dir),
+            "data.source=xtreme needs data.data_dir (the directory XTREME's download script filled)",
+        )
         for name in ("max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             _check(value is None or value > 0, f"data.{name} must be positive, got {value}")

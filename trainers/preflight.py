@@ -50,11 +50,14 @@ def check_freeze_depth(config: TransferConfig) -> None:
 def check_input_dirs(config: TransferConfig) -> None:
     """Every ``data.*_dir`` the run reads from exists, whether or not this target reads it (a typo fails now).
 
-    Not inputs: ``cache_dir`` (written), and ``data_dir`` unless ``source=local`` (the miniature is written there).
+    Not inputs: ``cache_dir`` (written), and ``data_dir`` unless ``source`` is local or xtreme (the miniature
+    is written there).
     """
     for field in dataclasses.fields(config.data):
         value = getattr(config.data, field.name)
-        output = field.name == "cache_dir" or (field.name == "data_dir" and config.data.source != "local")
+        output = field.name == "cache_dir" or (
+            field.name == "data_dir" and config.data.source not in ("local", "xtreme")
+        )
         if not field.name.endswith("_dir") or output or not value:
             continue
         path = Path(value).expanduser()
@@ -203,7 +206,10 @@ def check_bucc(config: TransferConfig) -> None:
     target = get_task(config.target.task)
     if target.metric != "bucc_f1":
         return
-    if not config.data.bucc_dir:
+    from trainers.data.bucc import bucc_dir_languages, bucc_directory, load_bucc
+
+    directory = bucc_directory(config.data)
+    if directory is None:
         if config.data.source != "miniature":
             raise ConfigError(
                 f"target bucc (data.source={config.data.source}): gold pairs alone (the hub's bucc18 configs, "
@@ -211,19 +217,17 @@ def check_bucc(config: TransferConfig) -> None:
                 "the official BUCC 2018 files"
             )
         return  # the miniature: generated row-aligned pairs, checked with the other local data
-    from trainers.data.bucc import bucc_dir_languages, load_bucc
-
-    have = bucc_dir_languages(config.data.bucc_dir)
+    where = f"data.bucc_dir {directory}" if config.data.bucc_dir else f"the XTREME download's {directory}"
+    have = bucc_dir_languages(directory)
     languages = config.evaluation.languages or list(have)
     missing = [lang for lang in languages if lang not in have]
     if missing or not languages:
         raise ConfigError(
-            f"data.bucc_dir {config.data.bucc_dir}: no BUCC files for {', '.join(missing) or 'any language'}"
-            f" (it has {', '.join(have) or 'none'})"
+            f"{where}: no BUCC files for {', '.join(missing) or 'any language'} (it has {', '.join(have) or 'none'})"
         )
     for lang in languages:
         for split in ("dev", config.evaluation.split):
-            load_bucc(config.data.bucc_dir, lang, split)  # raises DataError naming the missing file
+            load_bucc(directory, lang, split)  # raises DataError naming the missing file
 
 
 def check_data(config: TransferConfig) -> None:
@@ -242,8 +246,17 @@ def check_data(config: TransferConfig) -> None:
     if not target.is_retrieval:
         dev_task, dev_split = resolve_english_dev(target)
         needed += [(resolve_train_task(target).name, "train", "en"), (dev_task.name, dev_split, "en")]
-    bucc_files = target.metric == "bucc_f1" and bool(config.data.bucc_dir)  # check_bucc read them
-    have = () if bucc_files else available_languages(target, config.data)
+    from trainers.data.bucc import reads_bucc_dir
+
+    bucc_files = reads_bucc_dir(target, config.data)  # check_bucc read them
+    if config.data.source == "xtreme" and not bucc_files:
+        from trainers.data.xtreme_layout import evaluated_languages
+
+        # Those with a file of the scored split; raises, listing the download's files of the target.
+        root = Path(str(config.data.data_dir)).expanduser()
+        have = tuple(evaluated_languages(target, root, config.evaluation.split, config.evaluation.languages))
+    else:
+        have = () if bucc_files else available_languages(target, config.data)
     languages = [] if bucc_files else config.evaluation.languages or list(have)
     missing = [lang for lang in languages if lang not in have]
     if missing:

@@ -11,7 +11,12 @@ def scores_table(metrics: dict[str, Any], target: str) -> str:
         {key.split("/")[1] for key in metrics if key.startswith("zero_shot/") and key.count("/") == 1},
         key=lambda lang: (lang != "en", lang),
     )
-    lines = [f"{target}: zero-shot scores per language", f"  {'lang':<6}{'zero-shot':>10}{'dev':>10}"]
+    split = next((key.split("/")[1] for key in metrics if key.startswith("zero_shot_split/")), None)
+    scored = f" ({split} split)" if split else ""
+    lines = [
+        f"{target}: zero-shot scores per language{scored}",
+        f"  {'lang':<6}{'zero-shot':>10}{'dev':>10}",
+    ]
     for lang in languages:
         dev = metrics.get(f"target_dev/{lang}")
         dev_text = f"{dev:>10.2f}" if dev is not None else f"{'-':>10}"

@@ -29,7 +29,7 @@ from trainers.data import (
     load_split,
     resolve_train_task,
 )
-from trainers.data.bucc import bucc_dir_languages, load_bucc, reads_bucc_dir
+from trainers.data.bucc import bucc_dir_languages, bucc_directory, load_bucc, reads_bucc_dir
 from trainers.evaluation import evaluate
 from trainers.metrics import aggregate_languages, primary, xtreme_task_score
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
@@ -41,7 +41,13 @@ from trainers.tasks import TaskSpec, get_task
 def languages(config: TransferConfig, task: TaskSpec) -> list[str]:
     """The languages to evaluate: those asked for, or every language the data source has."""
     if reads_bucc_dir(task, config.data):
-        have = bucc_dir_languages(str(config.data.bucc_dir))
+        have = bucc_dir_languages(str(bucc_directory(config.data)))
+    elif config.data.source == "xtreme":
+        from trainers.data.xtreme_layout import evaluated_languages
+
+        # The languages with a file of the scored split (an XTREME download's test files cover more).
+        root = Path(str(config.data.data_dir)).expanduser()
+        return evaluated_languages(task, root, config.evaluation.split, config.evaluation.languages)
     else:
         have = available_languages(task, config.data)
     asked = config.evaluation.languages
@@ -76,6 +82,8 @@ def run(runtime: Runtime, config: TransferConfig, engine: Any, encoder_dir: str)
     else:
         metrics = _trained(runtime, config, task, engine, encoder_dir, langs)
     metrics.update(xtreme_task_metrics(metrics, task, langs))
+    # Which split the zero-shot scores are of (an XTREME download labels only its dev sets).
+    metrics[f"zero_shot_split/{config.evaluation.split}"] = 1.0
     metrics["time/eval_s"] = timer.seconds()
     return metrics
 
@@ -102,6 +110,8 @@ def _trained(
     labels = label_names_for(resolve_train_task(task), config)
     metrics: dict[str, float] = {}
     splits = {"zero_shot": config.evaluation.split, "target_dev": "dev"}
+    if config.evaluation.split == "dev":
+        del splits["target_dev"]  # the same sets: scored once, copied below
     for prefix, split in splits.items():
         shown = PhaseProgress(
             f"eval {split}", len(langs), unit="language", calibrate_after=1, world_size=runtime.world_size
@@ -135,6 +145,14 @@ def _trained(
                 runtime.report(shown.metrics())
         shown.close()
         metrics.update(_averages(metrics, prefix, langs))
+    if "target_dev" not in splits:
+        metrics.update(
+            {
+                "target_dev" + key[len("zero_shot") :]: v
+                for key, v in metrics.items()
+                if key.startswith("zero_shot")
+            }
+        )
     return metrics
 
 
@@ -193,8 +211,9 @@ def _bucc_candidates(
     config: TransferConfig, task: TaskSpec, split: str, lang: str, embed: Embed
 ) -> tuple[list[retrieval.MinedPair], list[tuple[Any, Any]]]:
     """Mined (source, target, margin) candidates of one split and its gold pairs."""
-    if config.data.bucc_dir:  # reads_bucc_dir
-        corpora = load_bucc(config.data.bucc_dir, lang, split)
+    directory = bucc_directory(config.data)
+    if directory is not None:  # reads_bucc_dir
+        corpora = load_bucc(directory, lang, split)
         # Mined over the distinct sentences; pairs map back to sentence ids (XTREME's bucc_eval).
         mined = retrieval.mine_pairs(
             embed(list(corpora.source.sentences)), embed(list(corpora.target.sentences))

@@ -50,7 +50,9 @@ def _split_file(directory: Path, language: str, split: str, suffix: str) -> Path
     for name in names:
         if (directory / name).is_file():
             return directory / name
-    raise DataError(f"bucc: no {' or '.join(names)} in {directory} (the official BUCC 2018 files)")
+    # XTREME's download script deletes the test gold files (and keeps the dev, BUCC's sample, gold).
+    hint = "; XTREME's download deletes the test gold: evaluation.split=dev" if suffix == "gold" else ""
+    raise DataError(f"bucc: no {' or '.join(names)} in {directory} (the official BUCC 2018 files){hint}")
 
 
 def _read_corpus(path: Path) -> BuccCorpus:
@@ -83,9 +85,22 @@ def _read_gold(path: Path) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
+XTREME_BUCC_FOLDER = "bucc2018"
+"""Where XTREME's download script puts the official files (renamed ``dev``/``test``) under its directory."""
+
+
+def bucc_directory(data: DataConfig) -> str | None:
+    """The directory of the official files: ``data.bucc_dir``, else an XTREME download's ``bucc2018``."""
+    if data.bucc_dir:
+        return data.bucc_dir
+    if data.source == "xtreme" and data.data_dir:
+        return str(Path(data.data_dir).expanduser() / XTREME_BUCC_FOLDER)
+    return None
+
+
 def reads_bucc_dir(task: TaskSpec, data: DataConfig) -> bool:
-    """Whether ``task`` is BUCC mined over the official corpora in ``data.bucc_dir``."""
-    return task.metric == "bucc_f1" and bool(data.bucc_dir)
+    """Whether ``task`` is BUCC mined over the official corpora (``bucc_directory``)."""
+    return task.metric == "bucc_f1" and bucc_directory(data) is not None
 
 
 def bucc_dir_languages(directory: str | Path) -> tuple[str, ...]:
@@ -107,7 +122,9 @@ def load_bucc(directory: str | Path, language: str, split: str) -> BuccSplit:
     if split not in FILE_SPLITS:
         raise DataError(f"bucc: no split {split!r}; splits: {', '.join(FILE_SPLITS)}")
     if not root.is_dir():
-        raise DataError(f"data.bucc_dir {root} does not exist")
+        raise DataError(
+            f"BUCC directory {root} does not exist (data.bucc_dir, or an XTREME download's bucc2018)"
+        )
     source = _read_corpus(_split_file(root, language, split, language))
     target = _read_corpus(_split_file(root, language, split, "en"))
     gold = _read_gold(_split_file(root, language, split, "gold"))
@@ -116,4 +133,13 @@ def load_bucc(directory: str | Path, language: str, split: str) -> BuccSplit:
     return BuccSplit(source, target, gold)
 
 
-__all__ = ["BUCC_LANGUAGES", "BuccCorpus", "BuccSplit", "bucc_dir_languages", "load_bucc", "reads_bucc_dir"]
+__all__ = [
+    "BUCC_LANGUAGES",
+    "XTREME_BUCC_FOLDER",
+    "BuccCorpus",
+    "BuccSplit",
+    "bucc_dir_languages",
+    "bucc_directory",
+    "load_bucc",
+    "reads_bucc_dir",
+]

@@ -1,7 +1,8 @@
-"""Read a task's split from the hub, local files or the miniature into the canonical columns.
+"""Read a task's split from the hub, local files, an XTREME download or the miniature into the canonical columns.
 
 Whatever the source, ``load_split`` returns exactly the columns of ``CANONICAL_COLUMNS`` for the
-task's type (see docs/CONTRACTS.md), so that everything downstream is source-agnostic.
+task's type (see docs/CONTRACTS.md), so that everything downstream is source-agnostic. An XTREME
+download (``data.source: xtreme``) is read by ``trainers/data/xtreme_layout.py``, in XTREME's own formats.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
     """One split of one language of ``task``, in the task type's canonical columns."""
     if split not in SPLITS:
         raise DataError(f"{task.name}: unknown split {split!r}; splits: {', '.join(task_splits(task))}")
+    if data.source == "xtreme":
+        # Lazy: the module imports this one. Its readers give canonical columns, labels checked.
+        from trainers.data import xtreme_layout
+
+        assert data.data_dir is not None  # DataConfig requires it for this source
+        return _first_rows(xtreme_layout.load_split(task, split, language, data.data_dir), split, data)
     if data.source == "hub":
         raw = _load_hub(task, split, language)
     else:
@@ -57,17 +64,28 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
         raw = datasets.load_dataset(
             "json", data_files=str(path), split="train", cache_dir=str(_cache_root(data) / "hf_datasets")
         )
+    return _canonicalise(task, _first_rows(raw, split, data), f"{task.name} {split}/{language}")
+
+
+def _first_rows(rows: datasets.Dataset, split: str, data: DataConfig) -> datasets.Dataset:
+    """``rows`` cut to ``data``'s cap for ``split``."""
     cap = data.max_train_examples if split == "train" else data.max_eval_examples
-    if cap is not None and cap < len(raw):
+    if cap is not None and cap < len(rows):
         # The first N rows: deterministic, and the same rows for every trial.
-        raw = raw.select(range(cap))
-    return _canonicalise(task, raw, f"{task.name} {split}/{language}")
+        return rows.select(range(cap))
+    return rows
 
 
 def available_languages(task: TaskSpec, data: DataConfig) -> tuple[str, ...]:
-    """Languages of ``task`` that ``data``'s source holds (English first where present)."""
+    """Languages of ``task`` that ``data``'s source holds (English first where present); for an XTREME
+    download, those with a file of any split (``xtreme_layout.evaluated_languages`` narrows to one)."""
     if data.source == "hub":
         return task.languages
+    if data.source == "xtreme":
+        from trainers.data import xtreme_layout
+
+        assert data.data_dir is not None
+        return xtreme_layout.languages(task, Path(data.data_dir).expanduser())
     task_dir = _data_root(data) / task.name
     if not task_dir.is_dir():
         return ()
