@@ -115,6 +115,28 @@ def test_a_space_off_the_grid_is_one_line(tmp_path: Path) -> None:
         check_space(space_from_dict(wider), str(grid))
 
 
+def _replayed_search(
+    tmp_path: Path, space: dict[str, Any], **options: Any
+) -> tuple[dict[str, Any], list[Any]]:
+    """The grid of ``space`` written, then the real driver replaying ``space`` against it, one trial at a time."""
+    from search.tuner import SearchOptions, run_search
+
+    grid = tmp_path / "grid.parquet"
+    rows = _write_grid(grid, space)
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
+    search = SearchOptions(
+        space=str(space_file),
+        storage=str(tmp_path / "storage"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        cache_root=str(tmp_path / "cache" / "intermediate"),
+        max_concurrent_trials=1,
+        replay=str(grid),
+        **options,
+    )
+    return rows, run_search(search)
+
+
 def _ledger(directory: Path) -> dict[str, dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     for line in (directory / LEDGER).read_text().splitlines():
@@ -127,28 +149,12 @@ def _ledger(directory: Path) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("reuse", [True, False])
 def test_replayed_search_reports_the_grid_and_prices_reuse(tmp_path: Path, reuse: bool) -> None:
     """The real driver, trials answered from the grid: each reports its row; intermediates are priced."""
-    from search.tuner import SearchOptions, run_search
-
     space = _space(samples=6, sampler_seed=0, scheduler={"type": "fifo"})
     space["points_to_evaluate"] = [  # one intermediate configuration twice, then another
         {"intermediate_task": "ccg", "intermediate.max_steps": steps, "target.learning_rate": lr}
         for steps, lr in ((30, 1.0e-3), (30, 3.0e-3), (90, 1.0e-3))
     ]
-    grid = tmp_path / "grid.parquet"
-    rows = _write_grid(grid, space)
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
-    outcomes = run_search(
-        SearchOptions(
-            space=str(space_file),
-            storage=str(tmp_path / "storage"),
-            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-            cache_root=str(tmp_path / "cache" / "intermediate"),
-            max_concurrent_trials=1,
-            replay=str(grid),
-            reuse_intermediate=reuse,
-        )
-    )
+    rows, outcomes = _replayed_search(tmp_path, space, reuse_intermediate=reuse)
     assert outcomes[0].completed == 6 and outcomes[0].failed == 0
     trials = list(_ledger(tmp_path / "cache").values())
     assert len(trials) == 6
@@ -269,26 +275,10 @@ def test_leaders_are_the_best_distinct_intermediate_settings() -> None:
 @pytest.mark.slow
 def test_a_later_target_starts_from_the_earlier_targets_best_intermediate(tmp_path: Path) -> None:
     """Warm start across targets, on the real driver (replayed): panx first tries udpos's best intermediate."""
-    from search.tuner import SearchOptions, run_search
-
     space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
     space["targets"] = ["udpos", "panx"]
     space["points_to_evaluate"] = [{"intermediate_task": "none", "target.learning_rate": 1.0e-3}]
-    grid = tmp_path / "grid.parquet"
-    rows = _write_grid(grid, space)
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
-    outcomes = run_search(
-        SearchOptions(
-            space=str(space_file),
-            storage=str(tmp_path / "storage"),
-            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-            cache_root=str(tmp_path / "cache" / "intermediate"),
-            max_concurrent_trials=1,
-            replay=str(grid),
-            warm_start=True,
-        )
-    )
+    rows, outcomes = _replayed_search(tmp_path, space, warm_start=True)
     udpos, panx = outcomes
     assert panx.completed == 4
     assert udpos.leaders  # what panx starts from
