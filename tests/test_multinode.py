@@ -265,16 +265,23 @@ def study(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 f"{LAST_SEEN.get('train_api')}; checkpoints: {sorted(p.name for p in checkpointed.glob('*/*'))}"
                 f"\n{tail(log, 1500)}"
             )
-            # 2. Lose that node mid-trial; a replacement joins.
+            # 2. Where the trial actors and Train controllers live, read just before the loss. The State
+            # API may answer with part of the cluster under load (a node slow to reply): read again until
+            # both kinds are listed, for a few seconds at most.
+            snapshot: dict[str, list[str]] = {}
+            listed_until = time.time() + 20.0
+            while True:
+                snapshot = {}
+                for actor in alive_actors(cluster.address):
+                    snapshot.setdefault(actor.class_name, []).append(actor.node_id)
+                if {"ImplicitFunc", "TrainController"} <= snapshot.keys() or time.time() > listed_until:
+                    break
+                time.sleep(POLL_S)
+            # 3. Lose that node mid-trial; a replacement joins.
             victim = sorted(hits.values())[0]
             cluster.kill_worker(victim)
-            # Trial actors and Train controllers live on the head; the victim's actors may still be
-            # listed ALIVE (Ray has not yet marked its node dead), which would show any that sat there.
-            snapshot: dict[str, list[str]] = {}
-            for actor in alive_actors(cluster.address):
-                snapshot.setdefault(actor.class_name, []).append(actor.node_id)
             replacement = cluster.add_worker()
-            # 3. Let the study finish; note whether two trials train at once again (no capacity lost).
+            # 4. Let the study finish; note whether two trials train at once again (no capacity lost).
             after: set[str] = set()
             while time.time() < deadline and driver.poll() is None:
                 # The lost node's actors may still be listed ALIVE until Ray marks the node dead.
