@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainers import _loop, _phase
+from trainers import _loop, _phase, keys
 from trainers.config import IntermediateConfig, TransferConfig
 from trainers.data import collate
 from trainers.evaluation import evaluate
@@ -83,7 +83,7 @@ def run(
         if publish_at is not None and step in phase.publish_steps and step < total_steps:
             publish_at(step, engine, tokenizer)
         report_due = shown.advance(step, loss)
-        progress = {"intermediate/step": step, "intermediate/loss": loss, "target_step": 0}
+        progress = {keys.INTERMEDIATE_STEP: step, keys.INTERMEDIATE_LOSS: loss, keys.TARGET_STEP: 0}
         if _phase.due(step, phase.checkpoint_every, total_steps):
             _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
         elif report_due:
@@ -91,8 +91,8 @@ def run(
     shown.close()
     # Evaluate on each task's English dev set.
     metrics: dict[str, float] = {
-        "intermediate/step": total_steps,
-        "intermediate/loss": loss,
+        keys.INTERMEDIATE_STEP: total_steps,
+        keys.INTERMEDIATE_LOSS: loss,
         "intermediate/trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
         "intermediate/resumed_from_step": start,  # 0 unless it continued from a checkpoint of this phase
@@ -102,8 +102,10 @@ def run(
         scores = evaluate(
             engine, task.name, dev, labels[task.name], config.evaluation.batch_size, pad_id, runtime.device
         )
-        metrics.update({f"intermediate/{task.name}/en_dev/{k}": v for k, v in scores.items()})
+        metrics.update(
+            {keys.INTERMEDIATE_EN_DEV.format(task=task.name, name=k): v for k, v in scores.items()}
+        )
     _phase.save_encoder(runtime, engine, tokenizer, output_dir, config)
-    metrics["time/intermediate_s"] = timer.seconds()
-    metrics["time/intermediate_step_s"] = stepping.seconds() / max(1, total_steps - start)
+    metrics[keys.TIME_PHASE_S.format(phase=PHASE)] = timer.seconds()
+    metrics[keys.TIME_STEP_S.format(phase=PHASE)] = stepping.seconds() / max(1, total_steps - start)
     return metrics

@@ -11,7 +11,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from trainers import _loop, _phase
+from trainers import _loop, _phase, keys
 from trainers.config import TargetConfig, TransferConfig
 from trainers.data import DataError, collate, resolve_english_dev, resolve_train_task
 from trainers.evaluation import evaluate
@@ -74,13 +74,16 @@ def run(
 
     def english_dev() -> dict[str, float]:
         scores = evaluate(engine, target.name, dev, labels, eval_batch, pad_id, runtime.device)
-        out = {"en_dev": primary(dev_task.metric, scores), **{f"en_dev/{k}": v for k, v in scores.items()}}
+        out = {
+            keys.EN_DEV: primary(dev_task.metric, scores),
+            **{keys.EN_DEV_SCORE.format(name=k): v for k, v in scores.items()},
+        }
         for data in dev_sets:
             lang_scores = evaluate(engine, target.name, data, labels, eval_batch, pad_id, runtime.device)
-            out[f"target_dev/{data.language}"] = primary(target.metric, lang_scores)
-        foreign = [out[f"target_dev/{d.language}"] for d in dev_sets if d.language != "en"]
+            out[keys.TARGET_DEV_LANG.format(lang=data.language)] = primary(target.metric, lang_scores)
+        foreign = [out[keys.TARGET_DEV_LANG.format(lang=d.language)] for d in dev_sets if d.language != "en"]
         if foreign:
-            out["target_dev_avg_non_en"] = mean(foreign)
+            out[keys.TARGET_DEV_AVG_NON_EN] = mean(foreign)
         return out
 
     # Train, evaluating and checkpointing on their cadences.
@@ -100,22 +103,22 @@ def run(
             loss = _loop.train_step(engine, target.name, batch)
         report_due = shown.advance(step, loss)
         progress: dict[str, Any] = {
-            "target_step": step,
+            keys.TARGET_STEP: step,
             "target/loss": loss,
             "target/progress": step / total_steps,
         }
         if _phase.due(step, phase.eval_every, total_steps):
             progress.update(english_dev())
-            shown.set_dev(progress["en_dev"])
+            shown.set_dev(progress[keys.EN_DEV])
         if _phase.due(step, phase.checkpoint_every, total_steps):
             _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
-        elif "en_dev" in progress:
+        elif keys.EN_DEV in progress:
             runtime.report({**progress, **shown.metrics()})
         elif report_due:
             runtime.report(shown.metrics())  # progress/* only: no target_step, so ASHA does not read it
     shown.close()
     metrics = {
-        "target_step": total_steps,
+        keys.TARGET_STEP: total_steps,
         "target/loss": loss,
         "target/progress": 1.0,
         "target/trainable_params": counts["trainable_params"],
@@ -123,6 +126,6 @@ def run(
         "target/resumed_from_step": start,  # 0 unless it continued from a checkpoint of this phase
         **english_dev(),
     }
-    metrics["time/target_s"] = timer.seconds()
-    metrics["time/target_step_s"] = stepping.seconds() / max(1, total_steps - start)
+    metrics[keys.TIME_PHASE_S.format(phase=PHASE)] = timer.seconds()
+    metrics[keys.TIME_STEP_S.format(phase=PHASE)] = stepping.seconds() / max(1, total_steps - start)
     return engine, metrics

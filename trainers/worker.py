@@ -28,7 +28,16 @@ from trainers.config import TransferConfig
 from trainers.deepspeed_ops import prepare_ops
 from trainers.encoders import resolve_encoder
 from trainers.engine import init_distributed
-from trainers.keys import COST_GPU_S, COST_PHASE_GPU_S, COST_PHASES, FINISHED
+from trainers.keys import (
+    COST_GPU_S,
+    COST_PHASE_GPU_S,
+    COST_PHASES,
+    FINISHED,
+    INTERMEDIATE_REUSED,
+    INTERMEDIATE_STEP,
+    TARGET_STEP,
+    TIME_PHASE_S,
+)
 from trainers.runtime import LocalRuntime, MeteredRuntime, RayTrainRuntime, Runtime
 from trainers.tasks import get_task
 
@@ -83,7 +92,7 @@ def _intermediate_encoder(
             f"the cached intermediate checkpoint {found} is not visible on this node: the cache root "
             f"{plan.cache_root} must be one directory every node mounts (--cache-root / XSTILTS_CACHE)"
         )
-    metrics["intermediate_reused"] = float(found is not None)
+    metrics[INTERMEDIATE_REUSED] = float(found is not None)
     if found is not None:
         return str(found)
     state = _resume_state(checkpoint)
@@ -96,7 +105,7 @@ def _intermediate_encoder(
         partial = at_steps(run, steps)
         directory = _staging(runtime, cache, intermediate_key(partial))
         _phase.save_encoder(runtime, engine, tokenizer, directory, partial)
-        _publish(runtime, cache, directory, partial, {"intermediate/step": float(steps)})
+        _publish(runtime, cache, directory, partial, {INTERMEDIATE_STEP: float(steps)})
 
     staging = _staging(runtime, cache, intermediate_key(run))
     metrics.update(intermediate.run(runtime, run, base, staging, resume, publish_at))
@@ -138,7 +147,10 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     _quiet_libraries(runtime.rank)
     init_distributed(runtime.device, config.scaling.timeout_s)
     prepare_ops(config.deepspeed.offload_optimizer, config.scaling.timeout_s)
-    metrics: dict[str, Any] = {"time/startup_s": time.time() - plan.launched_at, "intermediate_reused": 0.0}
+    metrics: dict[str, Any] = {
+        TIME_PHASE_S.format(phase="startup"): time.time() - plan.launched_at,
+        INTERMEDIATE_REUSED: 0.0,
+    }
     checkpoint = runtime.latest_checkpoint()
     if _resume_state(checkpoint).get("phase") == DONE:
         # A restart after the end (e.g. a retried trial whose job had finished): report, don't retrain.
@@ -150,7 +162,7 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     if config.intermediate is not None:
         encoder_dir = _intermediate_encoder(runtime, plan, encoder_dir, checkpoint, metrics)
     # Tell the driver now, so a trial stopped in phase 2 still shows its start-up and what phase 1 did.
-    runtime.report({**metrics, "target_step": 0})
+    runtime.report({**metrics, TARGET_STEP: 0})
     engine = None
     if not get_task(config.target.task).is_retrieval:
         state = _resume_state(checkpoint)
@@ -166,7 +178,7 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
 
 def _costs(metrics: dict[str, Any], runtime: MeteredRuntime) -> dict[str, float]:
     """What the trial cost in device-seconds, in all and per phase (a reused intermediate costs 0)."""
-    seconds = {phase: float(metrics.get(f"time/{phase}_s", 0.0)) for phase in COST_PHASES}
+    seconds = {phase: float(metrics.get(TIME_PHASE_S.format(phase=phase), 0.0)) for phase in COST_PHASES}
     costs = {COST_PHASE_GPU_S.format(phase=p): s * runtime.world_size for p, s in seconds.items()}
     return {**costs, COST_GPU_S: runtime.device_seconds()}
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers import _phase, retrieval
+from trainers import _phase, keys, retrieval
 from trainers.config import ConfigError, TransferConfig
 from trainers.data import (
     DataError,
@@ -66,9 +66,9 @@ def _averages(metrics: dict[str, float], prefix: str, langs: list[str]) -> dict[
     foreign = [
         metrics[f"{prefix}/{lang}"] for lang in langs if lang != "en" and f"{prefix}/{lang}" in metrics
     ]
-    out = {f"{prefix}_avg": mean(scores)} if scores else {}
+    out = {prefix + keys.AVG_SUFFIX: mean(scores)} if scores else {}
     if foreign:
-        out[f"{prefix}_avg_non_en"] = mean(foreign)
+        out[prefix + keys.AVG_NON_EN_SUFFIX] = mean(foreign)
     return out
 
 
@@ -83,8 +83,8 @@ def run(runtime: Runtime, config: TransferConfig, engine: Any, encoder_dir: str)
         metrics = _trained(runtime, config, task, engine, encoder_dir, langs)
     metrics.update(xtreme_task_metrics(metrics, task, langs))
     # Which split the zero-shot scores are of (an XTREME download labels only its dev sets).
-    metrics[f"zero_shot_split/{config.evaluation.split}"] = 1.0
-    metrics["time/eval_s"] = timer.seconds()
+    metrics[keys.ZERO_SHOT_SPLIT.format(split=config.evaluation.split)] = 1.0
+    metrics[keys.TIME_PHASE_S.format(phase="eval")] = timer.seconds()
     return metrics
 
 
@@ -94,13 +94,13 @@ def xtreme_task_metrics(metrics: dict[str, float], task: TaskSpec, langs: list[s
         lang: {
             key.rsplit("/", 1)[1]: value
             for key, value in metrics.items()
-            if key.startswith(f"zero_shot/{lang}/")
+            if key.startswith(keys.ZERO_SHOT_LANG.format(lang=lang) + "/")
         }
         for lang in langs
     }
     if not per_language or not all(per_language.values()):
         return {}  # a rank that did not score (retrieval targets score on rank 0 only)
-    return {"zero_shot_xtreme": xtreme_task_score(task.metric, aggregate_languages(per_language))}
+    return {keys.ZERO_SHOT_XTREME: xtreme_task_score(task.metric, aggregate_languages(per_language))}
 
 
 def _trained(
@@ -109,9 +109,9 @@ def _trained(
     tokenizer = load_tokenizer(encoder_dir)
     labels = label_names_for(resolve_train_task(task), config)
     metrics: dict[str, float] = {}
-    splits = {"zero_shot": config.evaluation.split, "target_dev": "dev"}
+    splits = {keys.ZERO_SHOT: config.evaluation.split, keys.TARGET_DEV: "dev"}
     if config.evaluation.split == "dev":
-        del splits["target_dev"]  # the same sets: scored once, copied below
+        del splits[keys.TARGET_DEV]  # the same sets: scored once, copied below
     for prefix, split in splits.items():
         shown = PhaseProgress(
             f"eval {split}", len(langs), unit="language", calibrate_after=1, world_size=runtime.world_size
@@ -120,15 +120,15 @@ def _trained(
             try:
                 data = eval_set(config, task, split, lang, tokenizer, labels)
             except DataError:
-                if prefix == "zero_shot":
+                if prefix == keys.ZERO_SHOT:
                     raise
                 # No dev split in this language (XQuAD; UD Kazakh, Thai): oracle selection skips it.
-                metrics[f"target_dev_missing/{lang}"] = 1.0
+                metrics[keys.TARGET_DEV_MISSING.format(lang=lang)] = 1.0
                 if shown.advance(done):
                     runtime.report(shown.metrics())
                 continue
             # One rank writes the files every rank computed, in XTREME's formats for `xstilts score`.
-            write = prefix == "zero_shot" and config.evaluation.write_predictions and runtime.rank == 0
+            write = prefix == keys.ZERO_SHOT and config.evaluation.write_predictions and runtime.rank == 0
             scores = evaluate(
                 engine,
                 task.name,
@@ -145,12 +145,12 @@ def _trained(
                 runtime.report(shown.metrics())
         shown.close()
         metrics.update(_averages(metrics, prefix, langs))
-    if "target_dev" not in splits:
+    if keys.TARGET_DEV not in splits:
         metrics.update(
             {
-                "target_dev" + key[len("zero_shot") :]: v
+                keys.TARGET_DEV + key[len(keys.ZERO_SHOT) :]: v
                 for key, v in metrics.items()
-                if key.startswith("zero_shot")
+                if key.startswith(keys.ZERO_SHOT)
             }
         )
     return metrics
@@ -196,12 +196,14 @@ def _tatoeba(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Em
     shown = PhaseProgress("eval", len(langs), unit="language", calibrate_after=1)  # rank 0 alone
     for done, lang in enumerate(langs, 1):
         try:
-            metrics[f"target_dev/{lang}"] = primary(task.metric, score("dev", lang))
+            metrics[keys.TARGET_DEV_LANG.format(lang=lang)] = primary(task.metric, score("dev", lang))
         except DataError:
-            metrics[f"target_dev_missing/{lang}"] = 1.0  # XTREME's Tatoeba has no dev split
+            metrics[keys.TARGET_DEV_MISSING.format(lang=lang)] = 1.0  # XTREME's Tatoeba has no dev split
         scores = score(config.evaluation.split, lang)
-        metrics[f"zero_shot/{lang}"] = primary(task.metric, scores)
-        metrics.update({f"zero_shot/{lang}/{k}": float(v) for k, v in scores.items()})
+        metrics[keys.ZERO_SHOT_LANG.format(lang=lang)] = primary(task.metric, scores)
+        metrics.update(
+            {keys.ZERO_SHOT_LANG_SCORE.format(lang=lang, name=k): float(v) for k, v in scores.items()}
+        )
         shown.advance(done)
     shown.close()
     return metrics
@@ -237,11 +239,13 @@ def _bucc(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Embed
         dev, dev_gold = _bucc_candidates(config, task, "dev", lang, embed)
         # Dev F1 at the threshold tuned on dev itself: target-language supervision, an oracle criterion.
         dev_scores = retrieval.bucc_from_candidates(dev, dev_gold, dev, dev_gold)
-        metrics[f"target_dev/{lang}"] = primary(task.metric, dev_scores)
+        metrics[keys.TARGET_DEV_LANG.format(lang=lang)] = primary(task.metric, dev_scores)
         test, test_gold = _bucc_candidates(config, task, config.evaluation.split, lang, embed)
         scores = retrieval.bucc_from_candidates(dev, dev_gold, test, test_gold)
-        metrics[f"zero_shot/{lang}"] = primary(task.metric, scores)
-        metrics.update({f"zero_shot/{lang}/{k}": float(v) for k, v in scores.items()})
+        metrics[keys.ZERO_SHOT_LANG.format(lang=lang)] = primary(task.metric, scores)
+        metrics.update(
+            {keys.ZERO_SHOT_LANG_SCORE.format(lang=lang, name=k): float(v) for k, v in scores.items()}
+        )
         shown.advance(done)
     shown.close()
     return metrics
@@ -265,9 +269,9 @@ def _retrieval(
 
         by_metric = _bucc if task.metric == "bucc_f1" else _tatoeba
         metrics.update(by_metric(config, task, langs, embed))
-        metrics.update(_averages(metrics, "zero_shot", langs))
+        metrics.update(_averages(metrics, keys.ZERO_SHOT, langs))
         # No en_dev: a retrieval target has no English dev set, and its target-language dev score is
         # an oracle (target_dev), not a stand-in for one.
-        metrics.update(_averages(metrics, "target_dev", langs))
+        metrics.update(_averages(metrics, keys.TARGET_DEV, langs))
     torch.distributed.barrier()
     return metrics
