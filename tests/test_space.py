@@ -12,21 +12,21 @@ import pytest
 import yaml
 
 from search.space import (
+    ENCODER_LAYERS,
     INTERMEDIATE_TASK,
-    SPACES_DIR,
     TARGET_TASK,
     DefineByRun,
     IntParam,
     SearchSpace,
     SpaceError,
+    encoder_layers,
     load_space,
 )
-from trainers.config import TransferConfig
+from trainers.encoders import BUILTIN_ENCODERS, KNOWN_LAYER_COUNTS, layer_count
+from trainers.memory import ENCODER_SHAPES
 from trainers.tasks import get_task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-SHIPPED = ("demo", "xtreme", "freeze", "encoders")
 
 
 def minimal() -> dict[str, Any]:
@@ -70,20 +70,7 @@ def ask(function: DefineByRun, sampler: optuna.samplers.BaseSampler, n: int) -> 
     return seen
 
 
-# -- shipped spaces ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_space_loads_and_points_build_configs(name: str) -> None:
-    space = load_space(SPACES_DIR / f"{name}.yaml")
-    assert space.name == name and space.targets
-    for target in space.targets:
-        points = space.points_for(target)
-        assert points, f"{name}: no points for {target}"
-        assert points[0][INTERMEDIATE_TASK] == "none"  # the baseline comes first
-        for point in points:
-            config = space.to_transfer_config({**point, TARGET_TASK: target}, target)
-            assert isinstance(config, TransferConfig) and config.target.task == target
+# -- shipped spaces (each loads and builds its points: tests/test_shipped_yaml.py) -------------------
 
 
 def test_demo_is_offline_tiny_and_small() -> None:
@@ -178,6 +165,9 @@ def test_to_transfer_config_rejects_foreign_keys(tmp_path: Path) -> None:
         ("FacebookAI/xlm-roberta-large", 24),
         ("bert-base-multilingual-cased", 12),
         ("google/mt5-base", 12),
+        ("google/mt5-small", 8),
+        ("facebook/xlm-roberta-xl", 36),
+        ("me5-small", 12),
     ],
 )
 def test_layers_bound_resolves_per_encoder(tmp_path: Path, encoder: str, layers: int) -> None:
@@ -185,6 +175,17 @@ def test_layers_bound_resolves_per_encoder(tmp_path: Path, encoder: str, layers:
     data["base"]["model"]["name_or_path"] = encoder
     space = load_space(write(tmp_path, data))
     assert space.layers == layers and space.param("target.freeze_depth").high == layers  # type: ignore[union-attr]
+
+
+def test_spaces_and_configs_read_one_layer_table() -> None:
+    """trainers/encoders.py holds the only layer-count table; the space, preflight and memory plan agree."""
+    assert ENCODER_LAYERS is KNOWN_LAYER_COUNTS
+    for name, encoder in BUILTIN_ENCODERS.items():
+        assert encoder_layers(name) == layer_count(name) == encoder.num_layers
+    for name, shape in ENCODER_SHAPES.items():
+        assert layer_count(name) == encoder_layers(name) == shape.layers, name
+    assert layer_count("FacebookAI/xlm-roberta-large") == encoder_layers("xlm-roberta-large") == 24
+    assert encoder_layers("my/encoder") is None and encoder_layers("my/encoder", {"my/encoder": 4}) == 4
 
 
 def test_num_layers_names_unknown_encoders(tmp_path: Path) -> None:
