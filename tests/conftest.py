@@ -15,8 +15,10 @@ import pytest
 from studies import PROCESS_GROUP_ENV
 
 from trainers.config import TransferConfig, apply_overrides
+from trainers.tasks import TASKS, TaskType
 
-QA_TASKS = frozenset({"xquad", "mlqa", "tydiqa", "squad_v1", "squad_v2"})
+QA_TASKS = frozenset(name for name, task in TASKS.items() if task.type is TaskType.SPAN_QA)
+"""Tasks whose configs get longer sequences: every extractive QA task of the registry."""
 
 
 @pytest.fixture(autouse=True)
@@ -38,10 +40,12 @@ def _ray_auth_mode_stays_put() -> Any:
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide ``data.cache_dir`` with the miniature and the tiny encoder already built in it."""
+    from trainers.data.miniature import ensure_miniature
     from trainers.encoders import resolve_encoder
 
     root = tmp_path_factory.mktemp("xstilts-cache")
-    resolve_encoder("tiny", root)  # generates the miniature too (the tokenizer is trained on it)
+    ensure_miniature(root / "data")
+    resolve_encoder("tiny", root)
     return root
 
 

