@@ -11,8 +11,9 @@ from trainers.config import ConfigError, TransferConfig
 from trainers.data import DataError
 from trainers.data.bucc import bucc_dir_languages, load_bucc
 from trainers.preflight import check_bucc
+from trainers.task_types.retrieval import score_bucc
 from trainers.tasks import get_task
-from trainers.zero_shot_eval import _bucc, languages
+from trainers.zero_shot_eval import languages
 
 # Translations share a direction. "Haus" and "tree" are untranslated distractors, nearest to each other
 # (cosine 0.74) but also near "dog" and "cat" respectively (0.51): their ratio margin, 2.35, is below
@@ -84,7 +85,7 @@ def _config(**data: object) -> TransferConfig:
 def test_bucc_mines_the_full_corpora_and_scores_by_id(tmp_path: Path) -> None:
     config = _config(source="miniature", bucc_dir=str(_bucc_dir(tmp_path)))
     assert languages(config, get_task("bucc")) == ["de"]
-    metrics = _bucc(config, get_task("bucc"), ["de"], _embed)
+    metrics = score_bucc(config, get_task("bucc"), ["de"], _embed)
     # Mined: Hund-dog, Katze-cat, Vogel-bird, Maus-mouse and the distractors Haus-tree. Maus is repeated,
     # so it has no id and its gold pair can never be found; the dev-tuned threshold drops Haus-tree
     # (keeping it would give P = R = 3/4). Extracted 3, all correct, of 4 gold: P = 1, R = 3/4, F1 = 6/7.

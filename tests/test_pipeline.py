@@ -17,11 +17,14 @@ from transformers import AutoModel
 
 from trainers.checkpoint_cache import META_FILE, CheckpointCache, intermediate_key, key_fields
 from trainers.encoders import resolve_encoder
-from trainers.tasks import get_task
+from trainers.task_types import TASK_TYPES
+from trainers.tasks import INTERMEDIATE_TASK_NAMES, TARGET_TASKS, TaskSpec, TaskType, get_task
 from trainers.worker import RESULTS_FILE, Plan, run_local
 
-# (intermediate tasks, target, extra overrides, the target's miniature languages)
-CASES: list[tuple[list[str], str, list[str], tuple[str, ...]]] = [
+Case = tuple[list[str], str, list[str], tuple[str, ...]]
+"""(intermediate tasks, target, extra overrides, the target's miniature languages)"""
+
+CHOSEN: list[Case] = [
     (["sst2"], "pawsx", [], ("en", "de", "es")),  # single-sentence cls -> pair cls
     (["mnli"], "panx", ["target.freeze_depth=1"], ("en", "de", "es", "ru")),  # pair cls -> NER
     (["ccg"], "udpos", ["intermediate.freeze_depth=1"], ("en", "de", "es", "ru")),  # tags read from data
@@ -38,8 +41,56 @@ CASES: list[tuple[list[str], str, list[str], tuple[str, ...]]] = [
 ]
 
 
-def _ids(case: tuple[list[str], str, list[str], tuple[str, ...]]) -> str:
+def _miniature_languages(target: TaskSpec) -> tuple[str, ...]:
+    """The languages the miniature scores ``target`` in (retrieval pairs English with each other one)."""
+    from trainers.data import MINIATURE_LANGUAGES
+
+    return tuple(
+        lang
+        for lang in MINIATURE_LANGUAGES
+        if lang in target.languages and not (target.is_retrieval and lang == "en")
+    )
+
+
+def _phase_types(cases: list[Case]) -> tuple[set[TaskType], set[TaskType]]:
+    """The task types ``cases`` train in phase 1, and those they target."""
+    return (
+        {get_task(task).type for case in cases for task in case[0]},
+        {get_task(case[1]).type for case in cases},
+    )
+
+
+def _uncovered_cases(cases: list[Case]) -> list[Case]:
+    """A case for each registered task type that ``cases`` leave out of a phase the registry has a task of
+    that type for: its first intermediate task before PAWS-X, or its first target after MNLI."""
+    trained, targeted = _phase_types(cases)
+    extra: list[Case] = []
+    for task_type, module in TASK_TYPES.items():
+        intermediates = [name for name in INTERMEDIATE_TASK_NAMES if get_task(name).type is task_type]
+        if module.trainable and intermediates and task_type not in trained:
+            extra.append(([intermediates[0]], "pawsx", [], _miniature_languages(get_task("pawsx"))))
+        targets = [name for name in TARGET_TASKS if get_task(name).type is task_type]
+        if targets and task_type not in targeted:
+            extra.append((["mnli"], targets[0], [], _miniature_languages(get_task(targets[0]))))
+    return extra
+
+
+CASES: list[Case] = CHOSEN + _uncovered_cases(CHOSEN)
+
+
+def _ids(case: Case) -> str:
     return f"{'+'.join(case[0])}->{case[1]}"
+
+
+def test_cases_cover_every_task_type_in_every_phase() -> None:
+    trained, targeted = _phase_types(CASES)
+    for task_type, module in TASK_TYPES.items():
+        if module.trainable and any(get_task(name).type is task_type for name in INTERMEDIATE_TASK_NAMES):
+            assert task_type in trained, f"no case trains a {task_type} intermediate task"
+        if any(get_task(name).type is task_type for name in TARGET_TASKS):
+            assert task_type in targeted, f"no case targets a {task_type} task"
+    for _, target, _, languages in CASES:
+        assert _miniature_languages(get_task(target)) == languages, target
 
 
 @functools.cache
@@ -77,7 +128,7 @@ def _check_published(cache_root: Path, config: Any) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
 def test_every_task_type_through_every_phase(
-    case: tuple[list[str], str, list[str], tuple[str, ...]], tiny_config: Any, cache_dir: Path, tmp_path: Path
+    case: Case, tiny_config: Any, cache_dir: Path, tmp_path: Path
 ) -> None:
     tasks, target, overrides, languages = case
     config = tiny_config(tmp_path / "run", target, tasks, overrides)

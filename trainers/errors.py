@@ -11,4 +11,8 @@ class UserError(Exception):
     """Bad input (a config, a space, a name, a path) or a service it names that cannot be used; one line."""
 
 
-__all__ = ["UserError"]
+class DataError(UserError, ValueError):
+    """Task data that cannot be read as asked; the message is one line naming what is wrong."""
+
+
+__all__ = ["DataError", "UserError"]

@@ -1,7 +1,8 @@
 """An encoder (any ``AutoModel``) with one head per task, and layer freezing.
 
 The encoder is what moves between phases: the intermediate phase saves it (heads dropped) and
-the target phase starts from it with a fresh head.
+the target phase starts from it with a fresh head. Each head, and its loss, is its task type's
+(``trainers/task_types``).
 """
 
 from __future__ import annotations
@@ -14,61 +15,12 @@ import torch
 from torch import nn
 
 from trainers.errors import UserError
+from trainers.task_types import TASK_TYPES
 from trainers.tasks import TaskSpec, TaskType
 
 
 class FreezeError(UserError, ValueError):
     """A freeze depth the encoder cannot take."""
-
-
-class ClassificationHead(nn.Module):
-    """Sentence(-pair) classification on the first token (XLM-R's head: dense, tanh, projection)."""
-
-    def __init__(self, hidden: int, num_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, num_labels)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(states[:, 0])
-        return self.out(self.dropout(torch.tanh(self.dense(x))))
-
-
-class TaggingHead(nn.Module):
-    """One label per token."""
-
-    def __init__(self, hidden: int, num_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, num_labels)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(states))
-
-
-class SpanHead(nn.Module):
-    """Start and end logits per token (extractive QA)."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.out = nn.Linear(hidden, 2)
-
-    def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end = self.out(states).unbind(dim=-1)
-        return start, end
-
-
-class ChoiceHead(nn.Module):
-    """A score per (context, choice) sequence, on its first token."""
-
-    def __init__(self, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, 1)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(states[:, 0])).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -89,16 +41,8 @@ class HeadSpec:
 
 
 def make_head(spec: HeadSpec, hidden: int, dropout: float) -> nn.Module:
-    """A fresh, randomly initialised head for ``spec``."""
-    if spec.type in (TaskType.SINGLE_CLASSIFICATION, TaskType.PAIR_CLASSIFICATION):
-        return ClassificationHead(hidden, spec.num_labels, dropout)
-    if spec.type is TaskType.TAGGING:
-        return TaggingHead(hidden, spec.num_labels, dropout)
-    if spec.type is TaskType.SPAN_QA:
-        return SpanHead(hidden)
-    if spec.type is TaskType.MULTIPLE_CHOICE:
-        return ChoiceHead(hidden, dropout)
-    raise ValueError(f"task type {spec.type} has no trainable head")
+    """A fresh, randomly initialised head for ``spec`` (its type module's)."""
+    return TASK_TYPES[spec.type].make_head(spec.num_labels, hidden, dropout)
 
 
 class TransferModel(nn.Module):
@@ -121,32 +65,7 @@ class TransferModel(nn.Module):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, object]:
         """Loss (when labels are in ``batch``) and the head's outputs for ``task``."""
-        spec = self.head_specs[task]
-        head = self.heads[task]
-        input_ids, mask = batch["input_ids"], batch["attention_mask"]
-        if spec.type is TaskType.MULTIPLE_CHOICE:
-            n_choices = input_ids.shape[1]
-            states = self.encode(input_ids.flatten(0, 1), mask.flatten(0, 1))
-            logits = head(states).view(-1, n_choices)
-            loss = nn.functional.cross_entropy(logits, batch["labels"]) if "labels" in batch else None
-            return loss, logits
-        states = self.encode(input_ids, mask)
-        if spec.type is TaskType.SPAN_QA:
-            start, end = head(states)
-            loss = None
-            if "start_positions" in batch:
-                loss = (
-                    nn.functional.cross_entropy(start, batch["start_positions"])
-                    + nn.functional.cross_entropy(end, batch["end_positions"])
-                ) / 2
-            return loss, (start, end)
-        logits = head(states)
-        loss = None
-        if "labels" in batch:
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100
-            )
-        return loss, logits
+        return TASK_TYPES[self.head_specs[task].type].forward(self.encode, self.heads[task], batch)
 
 
 def encoder_layers(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:

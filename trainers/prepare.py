@@ -8,7 +8,8 @@ from typing import Any
 
 from trainers.config import TransferConfig
 from trainers.data import featurize, load_split
-from trainers.tasks import TaskSpec, TaskType
+from trainers.task_types import type_of
+from trainers.tasks import TaskSpec
 
 
 @dataclass
@@ -41,10 +42,10 @@ def load_tokenizer(encoder_dir: str) -> Any:
 
 def label_names_for(task: TaskSpec, config: TransferConfig) -> tuple[str, ...]:
     """The registry's label names, or the sorted tags of the English train split (e.g. CCG supertags)."""
-    if task.label_names or task.type not in (TaskType.TAGGING, TaskType.SINGLE_CLASSIFICATION):
+    column = type_of(task).names_from_data
+    if task.label_names or column is None:
         return task.label_names
     rows = load_split(task, "train", "en", config.data)
-    column = "tags" if task.type is TaskType.TAGGING else "label"
     names: set[str] = set()
     for value in rows[column]:
         names.update(value if isinstance(value, list) else [value])

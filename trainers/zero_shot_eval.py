@@ -5,13 +5,13 @@ language's dev split where one exists, for oracle selection; a language without 
 ``target_dev_missing/<lang>``). Retrieval targets (BUCC, Tatoeba) have no training data: the encoder
 from phase 1 (or the base model) embeds sentences by mean-pooling a hidden layer (XTREME's, see
 ``retrieval.default_retrieval_layer``), and sentences are matched by cosine similarity as XTREME does:
-Tatoeba queries the non-English side with English, BUCC mines the de-duplicated full corpora. They have
-no English dev set, so they report no ``en_dev`` (see docs/selection.md).
+Tatoeba queries the non-English side with English, BUCC mines the de-duplicated full corpora (the scorers
+of ``trainers/task_types/retrieval.py``, by the task's metric). They have no English dev set, so they
+report no ``en_dev`` (see docs/selection.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -26,15 +26,15 @@ from trainers.data import (
     available_languages,
     collate,
     featurize_texts,
-    load_split,
     resolve_train_task,
 )
-from trainers.data.bucc import bucc_dir_languages, bucc_directory, load_bucc, reads_bucc_dir
+from trainers.data.bucc import bucc_dir_languages, bucc_directory, reads_bucc_dir
 from trainers.evaluation import evaluate
 from trainers.metrics import aggregate_languages, primary, xtreme_task_score
 from trainers.prepare import eval_set, label_names_for, load_tokenizer
 from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
+from trainers.task_types.retrieval import TYPE as RETRIEVAL
 from trainers.tasks import TaskSpec, get_task
 
 
@@ -181,76 +181,6 @@ def retrieval_layer(config: TransferConfig, model_type: str, n_layers: int) -> i
     return layer
 
 
-Embed = Callable[[list[str]], np.ndarray]
-
-
-def _tatoeba(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Embed) -> dict[str, float]:
-    def score(split: str, lang: str) -> dict[str, float]:
-        # The raw rows, not eval_set: retrieval features hold one text column, and both sides are embedded.
-        rows = load_split(task, split, lang, config.data)
-        return {
-            "accuracy": retrieval.tatoeba_accuracy(embed(list(rows["source"])), embed(list(rows["target"])))
-        }
-
-    metrics: dict[str, float] = {}
-    shown = PhaseProgress("eval", len(langs), unit="language", calibrate_after=1)  # rank 0 alone
-    for done, lang in enumerate(langs, 1):
-        try:
-            metrics[keys.TARGET_DEV_LANG.format(lang=lang)] = primary(task.metric, score("dev", lang))
-        except DataError:
-            metrics[keys.TARGET_DEV_MISSING.format(lang=lang)] = 1.0  # XTREME's Tatoeba has no dev split
-        scores = score(config.evaluation.split, lang)
-        metrics[keys.ZERO_SHOT_LANG.format(lang=lang)] = primary(task.metric, scores)
-        metrics.update(
-            {keys.ZERO_SHOT_LANG_SCORE.format(lang=lang, name=k): float(v) for k, v in scores.items()}
-        )
-        shown.advance(done)
-    shown.close()
-    return metrics
-
-
-def _bucc_candidates(
-    config: TransferConfig, task: TaskSpec, split: str, lang: str, embed: Embed
-) -> tuple[list[retrieval.MinedPair], list[tuple[Any, Any]]]:
-    """Mined (source, target, margin) candidates of one split and its gold pairs."""
-    directory = bucc_directory(config.data)
-    if directory is not None:  # reads_bucc_dir
-        corpora = load_bucc(directory, lang, split)
-        # Mined over the distinct sentences; pairs map back to sentence ids (XTREME's bucc_eval).
-        mined = retrieval.mine_pairs(
-            embed(list(corpora.source.sentences)), embed(list(corpora.target.sentences))
-        )
-        return retrieval.mined_ids(mined, corpora.source.ids, corpora.target.ids), list(corpora.gold)
-    if config.data.source != "miniature":
-        raise DataError(
-            f"{task.name}: gold pairs alone (the hub's bucc18 configs, row-aligned files) have no distractors "
-            "and inflate F1; set data.bucc_dir to a directory of the official BUCC 2018 files"
-        )
-    # The miniature only: generated row-aligned pairs (row i of each side is a gold pair).
-    rows = load_split(task, split, lang, config.data)
-    mined = retrieval.mine_pairs(embed(list(rows["source"])), embed(list(rows["target"])))
-    return mined, retrieval.diagonal_pairs(len(rows))
-
-
-def _bucc(config: TransferConfig, task: TaskSpec, langs: list[str], embed: Embed) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    shown = PhaseProgress("eval", len(langs), unit="language", calibrate_after=1)  # rank 0 alone
-    for done, lang in enumerate(langs, 1):
-        dev, dev_gold = _bucc_candidates(config, task, "dev", lang, embed)
-        # Dev F1 at the threshold tuned on dev itself: target-language supervision, an oracle criterion.
-        dev_scores = retrieval.bucc_from_candidates(dev, dev_gold, dev, dev_gold)
-        metrics[keys.TARGET_DEV_LANG.format(lang=lang)] = primary(task.metric, dev_scores)
-        test, test_gold = _bucc_candidates(config, task, config.evaluation.split, lang, embed)
-        scores = retrieval.bucc_from_candidates(dev, dev_gold, test, test_gold)
-        metrics[keys.ZERO_SHOT_LANG.format(lang=lang)] = primary(task.metric, scores)
-        metrics.update(
-            {keys.ZERO_SHOT_LANG_SCORE.format(lang=lang, name=k): float(v) for k, v in scores.items()}
-        )
-        shown.advance(done)
-    shown.close()
-    return metrics
-
-
 def _retrieval(
     runtime: Runtime, config: TransferConfig, task: TaskSpec, encoder_dir: str, langs: list[str]
 ) -> dict[str, float]:
@@ -267,8 +197,8 @@ def _retrieval(
         def embed(texts: list[str]) -> np.ndarray:
             return _embed(model, tokenizer, texts, layer, config, runtime.device)
 
-        by_metric = _bucc if task.metric == "bucc_f1" else _tatoeba
-        metrics.update(by_metric(config, task, langs, embed))
+        # How the embeddings are scored is the task's metric's entry in the retrieval type's SCORERS.
+        metrics.update(RETRIEVAL.scorer(task)(config, task, langs, embed))
         metrics.update(_averages(metrics, keys.ZERO_SHOT, langs))
         # No en_dev: a retrieval target has no English dev set, and its target-language dev score is
         # an oracle (target_dev), not a stand-in for one.

@@ -1,8 +1,7 @@
-"""Canonical rows -> model features: tokenization per task type, a disk cache, collation, QA answers.
+"""Canonical rows -> model features: the task type's tokenisation, a disk cache, collation.
 
-The features of each task type are listed in docs/CONTRACTS.md. Extractive QA follows the Hugging Face
-``run_qa`` recipe: sliding windows over the context, token start/end labels for training, and
-``example_id`` + ``offset_mapping`` kept on evaluation features to map logits back to answer text.
+What each task type tokenizes into is its module's ``feature_plan`` (``trainers/task_types``), listed in
+docs/CONTRACTS.md; this module runs it, caches the result on disk and pads batches for the model.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import os
 import re
 import shutil
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,13 @@ import numpy as np
 import torch
 
 from trainers.config import stable_hash
-from trainers.data.loading import DataError
+from trainers.errors import DataError
 from trainers.progress import stage
-from trainers.tasks import CANONICAL_COLUMNS, TaskSpec, TaskType
+from trainers.task_types import IGNORE_INDEX, type_of
+from trainers.task_types._base import IDS, MASK, TEXT
+from trainers.task_types.extractive_qa import postprocess_qa, qa_references
+from trainers.task_types.retrieval import tokenize_texts
+from trainers.tasks import TaskSpec
 
 ANNOUNCED_ROWS = 10_000
 """Tokenizing a split this large (seconds to minutes) says so; smaller ones take well under a second."""
@@ -40,13 +42,6 @@ MODEL_INPUT_COLUMNS = (
     "start_positions",
     "end_positions",
 )
-IGNORE_INDEX = -100
-
-_IDS = datasets.List(datasets.Value("int32"))
-_MASK = datasets.List(datasets.Value("int8"))
-_INT = datasets.Value("int64")
-
-Batch = dict[str, list[Any]]
 
 
 # -- featurize ----------------------------------------------------------------------------------
@@ -78,7 +73,7 @@ def featurize(
             "type": str(task.type),
             "cache_key": cache_key,
             "max_length": max_length,
-            "doc_stride": doc_stride if task.type is TaskType.SPAN_QA else None,
+            "doc_stride": doc_stride if type_of(task).uses_doc_stride else None,
             "training": training,
             "label_names": names,
             "dataset": dataset._fingerprint,
@@ -100,13 +95,13 @@ def featurize(
 
 def featurize_texts(texts: Iterable[str], tokenizer: Any, max_length: int) -> datasets.Dataset:
     """``input_ids``/``attention_mask`` for each text (retrieval sentences), truncated to ``max_length``."""
-    dataset = datasets.Dataset.from_dict({"text": list(texts)}, features=datasets.Features({"text": _text()}))
+    dataset = datasets.Dataset.from_dict({"text": list(texts)}, features=datasets.Features({"text": TEXT}))
     return dataset.map(
-        _tokenize_texts,
+        tokenize_texts,
         batched=True,
         remove_columns=["text"],
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "column": "text"},
-        features=datasets.Features({"input_ids": _IDS, "attention_mask": _MASK}),
+        features=datasets.Features({"input_ids": IDS, "attention_mask": MASK}),
         keep_in_memory=True,
         new_fingerprint=stable_hash([dataset._fingerprint, _tokenizer_identity(tokenizer), max_length]),
         desc="tokenize texts",
@@ -134,71 +129,18 @@ def _featurize_uncached(
     keep_in_memory: bool = False,
 ) -> datasets.Dataset:
     """Run the task type's tokenizer function over the dataset (no cache lookup)."""
-    function, kwargs, schema = _plan(task, dataset, tokenizer, max_length, doc_stride, training, names)
+    plan = type_of(task).feature_plan(task, dataset, doc_stride=doc_stride, training=training, names=names)
     return dataset.map(
-        function,
+        plan.function,
         batched=True,
         remove_columns=dataset.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, **kwargs},
-        features=schema,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, **plan.kwargs},
+        features=plan.schema,
         keep_in_memory=keep_in_memory,
         # Our own fingerprint: hashing a large tokenizer for datasets' default one is slow.
         new_fingerprint=fingerprint,
         desc=f"featurize {task.name}",
     )
-
-
-def _plan(
-    task: TaskSpec,
-    dataset: datasets.Dataset,
-    tokenizer: Any,
-    max_length: int,
-    doc_stride: int,
-    training: bool,
-    names: tuple[str, ...],
-) -> tuple[Callable[..., Batch], dict[str, Any], datasets.Features]:
-    """The batch function, its extra arguments and the output schema for the task type."""
-    index = {name: i for i, name in enumerate(names)}
-    if task.type in (TaskType.SINGLE_CLASSIFICATION, TaskType.PAIR_CLASSIFICATION):
-        schema = {"input_ids": _IDS, "attention_mask": _MASK, "labels": _INT}
-        return _tokenize_classification, {"label_index": index, "where": task.name}, datasets.Features(schema)
-    if task.type is TaskType.TAGGING:
-        schema = {
-            "input_ids": _IDS,
-            "attention_mask": _MASK,
-            "labels": datasets.List(_INT),
-            "word_index": datasets.List(datasets.Value("int32")),
-        }
-        return _tokenize_tagging, {"label_index": index, "where": task.name}, datasets.Features(schema)
-    if task.type is TaskType.MULTIPLE_CHOICE:
-        schema = {"input_ids": datasets.List(_IDS), "attention_mask": datasets.List(_MASK), "labels": _INT}
-        return _tokenize_multiple_choice, {}, datasets.Features(schema)
-    if task.type is TaskType.SPAN_QA:
-        if training:
-            schema = {
-                "input_ids": _IDS,
-                "attention_mask": _MASK,
-                "start_positions": _INT,
-                "end_positions": _INT,
-            }
-        else:
-            schema = {
-                "input_ids": _IDS,
-                "attention_mask": _MASK,
-                "example_id": _text(),
-                "offset_mapping": datasets.List(datasets.List(_INT)),
-            }
-        return _tokenize_qa, {"doc_stride": doc_stride, "training": training}, datasets.Features(schema)
-    column = dataset.column_names[0] if len(dataset.column_names) == 1 else "text"
-    return (
-        _tokenize_texts,
-        {"column": column},
-        datasets.Features({"input_ids": _IDS, "attention_mask": _MASK}),
-    )
-
-
-def _text() -> datasets.Value:
-    return datasets.Value("string")
 
 
 def _check_dataset(task: TaskSpec, dataset: Any, tokenizer: Any, names: tuple[str, ...]) -> None:
@@ -207,189 +149,7 @@ def _check_dataset(task: TaskSpec, dataset: Any, tokenizer: Any, names: tuple[st
         raise DataError(f"{task.name}: featurize needs a datasets.Dataset, got {type(dataset).__name__}")
     if not getattr(tokenizer, "is_fast", False):
         raise DataError(f"{task.name}: featurize needs a fast (Rust) tokenizer for offsets and word ids")
-    if task.type is TaskType.RETRIEVAL:
-        if len(dataset.column_names) != 1 and "text" not in dataset.column_names:
-            raise DataError(
-                f"{task.name}: retrieval features need one text column (select source or target), "
-                f"got columns {', '.join(dataset.column_names)}"
-            )
-        return
-    missing = [c for c in CANONICAL_COLUMNS[task.type] if c not in dataset.column_names]
-    if missing:
-        raise DataError(
-            f"{task.name}: dataset lacks canonical column(s) {', '.join(missing)} (use load_split)"
-        )
-    needs_names = task.type in (
-        TaskType.SINGLE_CLASSIFICATION,
-        TaskType.PAIR_CLASSIFICATION,
-        TaskType.TAGGING,
-    )
-    if needs_names and not names:
-        raise DataError(f"{task.name}: no label names (pass label_names, e.g. the tags of the train split)")
-
-
-# -- per task type (batched, run by Dataset.map) ------------------------------------------------
-
-
-def _label_ids(labels: Iterable[str], label_index: Mapping[str, int], where: str) -> list[int]:
-    try:
-        return [label_index[label] for label in labels]
-    except KeyError as error:
-        raise DataError(f"{where}: label {error.args[0]!r} is not among the label names") from None
-
-
-def _tokenize_classification(
-    batch: Batch, tokenizer: Any, max_length: int, label_index: Mapping[str, int], where: str
-) -> Batch:
-    encoded = tokenizer(
-        batch["text_a"],
-        batch.get("text_b"),
-        truncation=True,
-        max_length=max_length,
-        return_token_type_ids=False,
-    )
-    return {
-        "input_ids": encoded["input_ids"],
-        "attention_mask": encoded["attention_mask"],
-        "labels": _label_ids(batch["label"], label_index, where),
-    }
-
-
-def _tokenize_tagging(
-    batch: Batch, tokenizer: Any, max_length: int, label_index: Mapping[str, int], where: str
-) -> Batch:
-    encoded = tokenizer(
-        batch["tokens"],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
-        return_token_type_ids=False,
-    )
-    all_labels, all_words = [], []
-    for row, tags in enumerate(batch["tags"]):
-        tag_ids = _label_ids(tags, label_index, where)
-        labels, words = [], []
-        previous = None
-        for word in encoded.word_ids(row):
-            # Only a word's first sub-token carries its tag (and maps the prediction back).
-            first = word is not None and word != previous
-            labels.append(tag_ids[word] if first else IGNORE_INDEX)
-            words.append(word if first else -1)
-            previous = word
-        all_labels.append(labels)
-        all_words.append(words)
-    return {
-        "input_ids": encoded["input_ids"],
-        "attention_mask": encoded["attention_mask"],
-        "labels": all_labels,
-        "word_index": all_words,
-    }
-
-
-def _tokenize_multiple_choice(batch: Batch, tokenizer: Any, max_length: int) -> Batch:
-    firsts = [
-        f"{context} {question}".strip()
-        for context, question in zip(batch["context"], batch["question"], strict=True)
-    ]
-    # One (context + question, choice) pair per choice, flattened for one tokenizer call, then regrouped.
-    pairs = [
-        (first, choice) for first, choices in zip(firsts, batch["choices"], strict=True) for choice in choices
-    ]
-    encoded = tokenizer(
-        [first for first, _ in pairs],
-        [choice for _, choice in pairs],
-        truncation=True,
-        max_length=max_length,
-        return_token_type_ids=False,
-    )
-    input_ids, attention_mask, start = [], [], 0
-    for choices in batch["choices"]:
-        end = start + len(choices)
-        input_ids.append(encoded["input_ids"][start:end])
-        attention_mask.append(encoded["attention_mask"][start:end])
-        start = end
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": batch["label"]}
-
-
-def _tokenize_texts(batch: Batch, tokenizer: Any, max_length: int, column: str) -> Batch:
-    encoded = tokenizer(batch[column], truncation=True, max_length=max_length, return_token_type_ids=False)
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-
-
-def _tokenize_qa(batch: Batch, tokenizer: Any, max_length: int, doc_stride: int, training: bool) -> Batch:
-    questions = _clip_questions([q.lstrip() for q in batch["question"]], tokenizer, max_length, doc_stride)
-    encoded = tokenizer(
-        questions,
-        batch["context"],
-        truncation="only_second",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_token_type_ids=False,
-    )
-    samples = encoded["overflow_to_sample_mapping"]
-    out: Batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-    if training:
-        positions = [
-            _answer_tokens(encoded["offset_mapping"][i], encoded.sequence_ids(i), batch["answers"][sample])
-            for i, sample in enumerate(samples)
-        ]
-        out["start_positions"] = [start for start, _ in positions]
-        out["end_positions"] = [end for _, end in positions]
-    else:
-        out["example_id"] = [batch["id"][sample] for sample in samples]
-        out["offset_mapping"] = [
-            [
-                list(offset) if sequence == 1 else None
-                for offset, sequence in zip(offsets, encoded.sequence_ids(i), strict=True)
-            ]
-            for i, offsets in enumerate(encoded["offset_mapping"])
-        ]
-    return out
-
-
-def _answer_tokens(
-    offsets: Sequence[tuple[int, int]], sequence_ids: Sequence[int | None], answers: Mapping[str, list[Any]]
-) -> tuple[int, int]:
-    """Token start/end of the first answer inside this window, or (0, 0) (CLS) when it is not inside."""
-    if not answers["text"] or 1 not in sequence_ids:
-        return 0, 0
-    start_char = answers["answer_start"][0]
-    end_char = start_char + len(answers["text"][0])
-    context_start = sequence_ids.index(1)
-    context_end = len(sequence_ids) - 1 - list(reversed(sequence_ids)).index(1)
-    if offsets[context_start][0] > start_char or offsets[context_end][1] < end_char:
-        return 0, 0
-    start = context_start
-    while start <= context_end and offsets[start][0] <= start_char:
-        start += 1
-    end = context_end
-    while end >= context_start and offsets[end][1] >= end_char:
-        end -= 1
-    return start - 1, end + 1
-
-
-def _clip_questions(questions: list[str], tokenizer: Any, max_length: int, doc_stride: int) -> list[str]:
-    """Shorten over-long questions so every window keeps more context tokens than the stride.
-
-    Without this the tokenizer refuses the whole batch ("second sequence not long enough").
-    """
-    limit = max_length - tokenizer.num_special_tokens_to_add(pair=True) - doc_stride - 1
-    if limit < 1:
-        raise DataError(
-            f"doc_stride {doc_stride} leaves no room for a question within max_length {max_length}"
-        )
-    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
-    clipped = list(questions)
-    for i, offsets in enumerate(encoded["offset_mapping"]):
-        keep, length = limit, len(offsets)
-        while length > limit:
-            # Cut after the last kept token; re-tokenizing the cut text may split it differently: recheck.
-            clipped[i] = questions[i][: offsets[keep - 1][1]] if keep > 0 else ""
-            length = len(tokenizer(clipped[i], add_special_tokens=False)["input_ids"])
-            keep -= 1
-    return clipped
+    type_of(task).check_features_input(task, dataset, names)
 
 
 # -- cache ----------------------------------------------------------------------------------------
@@ -464,53 +224,15 @@ def _pad(sequences: list[list[int]], length: int, value: int) -> torch.Tensor:
     return padded
 
 
-# -- QA post-processing -----------------------------------------------------------------------------
-
-
-def postprocess_qa(
-    examples: Iterable[Mapping[str, Any]],
-    features: Any,
-    start_logits: Sequence[Any] | np.ndarray | torch.Tensor,
-    end_logits: Sequence[Any] | np.ndarray | torch.Tensor,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    *,
-    allow_null: bool = False,
-) -> dict[str, str]:
-    """Example id -> answer text: the best-scoring valid span over all of the example's windows.
-
-    ``features`` are the evaluation features (``example_id``, ``offset_mapping``) in the order of the
-    logits; logits may be padded past a feature's length. ``allow_null`` (SQuAD 2.0) answers "" when
-    the CLS score beats every span.
-    """
-    windows: dict[str, list[int]] = defaultdict(list)
-    for index, example_id in enumerate(features["example_id"]):
-        windows[example_id].append(index)
-    all_offsets = features["offset_mapping"]
-    predictions: dict[str, str] = {}
-    for example in examples:
-        best_score, best_text, null_score = -np.inf, "", np.inf
-        for index in windows.get(example["id"], []):
-            offsets = all_offsets[index]
-            length = min(len(offsets), len(start_logits[index]), len(end_logits[index]))
-            starts = np.asarray(start_logits[index], dtype=np.float64)[:length]
-            ends = np.asarray(end_logits[index], dtype=np.float64)[:length]
-            null_score = min(null_score, starts[0] + ends[0])
-            best_ends = np.argsort(ends)[::-1][:n_best]
-            for start in np.argsort(starts)[::-1][:n_best]:
-                for end in best_ends:
-                    if offsets[start] is None or offsets[end] is None:
-                        continue  # outside the context (question, special tokens)
-                    if end < start or end - start + 1 > max_answer_length:
-                        continue
-                    score = starts[start] + ends[end]
-                    if score > best_score:
-                        best_score = score
-                        best_text = example["context"][offsets[start][0] : offsets[end][1]]
-        predictions[example["id"]] = "" if allow_null and null_score > best_score else best_text
-    return predictions
-
-
-def qa_references(examples: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Example id -> the gold answer texts (empty for unanswerable questions)."""
-    return {example["id"]: list(example["answers"]["text"]) for example in examples}
+__all__ = [
+    "ANNOUNCED_ROWS",
+    "FEATURES_VERSION",
+    "IGNORE_INDEX",
+    "MODEL_INPUT_COLUMNS",
+    "collate",
+    "featurize",
+    "featurize_texts",
+    "model_inputs",
+    "postprocess_qa",
+    "qa_references",
+]

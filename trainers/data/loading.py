@@ -1,7 +1,7 @@
 """Read a task's split from the hub, local files, an XTREME download or the miniature into the canonical columns.
 
-Whatever the source, ``load_split`` returns exactly the columns of ``CANONICAL_COLUMNS`` for the
-task's type (see docs/CONTRACTS.md), so that everything downstream is source-agnostic. An XTREME
+Whatever the source, ``load_split`` returns exactly the canonical columns of the task's type (its module in
+``trainers/task_types``; see docs/CONTRACTS.md), so that everything downstream is source-agnostic. An XTREME
 download (``data.source: xtreme``) is read by ``trainers/data/xtreme_layout.py``, in XTREME's own formats.
 """
 
@@ -15,33 +15,14 @@ from typing import Any
 import datasets
 
 from trainers.config import DataConfig, stable_hash
-from trainers.errors import UserError
-from trainers.tasks import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, TaskSpec, TaskType, get_task
+from trainers.errors import DataError
+from trainers.task_types import TASK_TYPES, type_of
+from trainers.tasks import SPLITS, TaskSpec, TaskType, get_task
 
-# The canonical schema of each task type, so that hub and local data come out with identical types.
-_TEXT = datasets.Value("string")
-_TEXTS = datasets.List(datasets.Value("string"))
 CANONICAL_FEATURES: dict[TaskType, datasets.Features] = {
-    TaskType.SINGLE_CLASSIFICATION: datasets.Features({"text_a": _TEXT, "label": _TEXT}),
-    TaskType.PAIR_CLASSIFICATION: datasets.Features({"text_a": _TEXT, "text_b": _TEXT, "label": _TEXT}),
-    TaskType.TAGGING: datasets.Features({"tokens": _TEXTS, "tags": _TEXTS}),
-    TaskType.SPAN_QA: datasets.Features(
-        {
-            "id": _TEXT,
-            "context": _TEXT,
-            "question": _TEXT,
-            "answers": {"text": _TEXTS, "answer_start": datasets.List(datasets.Value("int32"))},
-        }
-    ),
-    TaskType.MULTIPLE_CHOICE: datasets.Features(
-        {"context": _TEXT, "question": _TEXT, "choices": _TEXTS, "label": datasets.Value("int64")}
-    ),
-    TaskType.RETRIEVAL: datasets.Features({"source": _TEXT, "target": _TEXT}),
+    task_type: module.canonical_features for task_type, module in TASK_TYPES.items()
 }
-
-
-class DataError(UserError, ValueError):
-    """Task data that cannot be read as asked; the message is one line naming what is wrong."""
+"""The canonical schema of each task type, so that hub and local data come out with identical types."""
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -223,17 +204,14 @@ def _hub_dataset(task: TaskSpec, path: str, config: str | None, split: str) -> A
 # -- column mapping ------------------------------------------------------------------------------
 
 
-def _roles(task: TaskSpec) -> tuple[str, ...]:
-    return CANONICAL_COLUMNS[task.type]
-
-
 def _source_paths(task: TaskSpec) -> list[str]:
     """Every source column path the task's map reads (comma lists split into their columns)."""
+    task_type = type_of(task)
     paths: list[str] = []
-    for role in _roles(task):
+    for role in task_type.columns:
         spec = task.columns.get(role)
         if spec is None:
-            if role not in OPTIONAL_ROLES.get(task.type, frozenset()):
+            if role not in task_type.optional_roles:
                 raise DataError(f"{task.name}: the registry maps no column to required role {role!r}")
             continue
         paths.extend(part.strip() for part in spec.split(","))
@@ -272,27 +250,27 @@ def _read(batch: dict[str, list[Any]], spec: str) -> list[Any]:
 
 def _canonicalise(task: TaskSpec, raw: datasets.Dataset, where: str) -> datasets.Dataset:
     """Map the raw columns to the canonical ones, converting labels, dropping everything else."""
-    convert = _label_converter(task, where)
-    optional = OPTIONAL_ROLES.get(task.type, frozenset())
+    task_type = type_of(task)
+    convert = task_type.label_converter(task, where)
 
     def to_canonical(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         size = len(next(iter(batch.values())))
         out: dict[str, list[Any]] = {}
-        for role in _roles(task):
+        for role in task_type.columns:
             spec = task.columns.get(role)
-            if spec is None and role in optional:
+            if spec is None and role in task_type.optional_roles:
                 out[role] = [""] * size
                 continue
             assert spec is not None  # checked by _source_paths
             values = _read(batch, spec)
-            out[role] = [convert(value) for value in values] if role in ("label", "tags") else values
+            out[role] = [convert(value) for value in values] if role in task_type.label_roles else values
         return out
 
     return raw.map(
         to_canonical,
         batched=True,
         remove_columns=raw.column_names,
-        features=CANONICAL_FEATURES[task.type],
+        features=task_type.canonical_features,
         desc=f"canonicalise {where}",
         # Our own fingerprint: datasets would otherwise hash this closure with dill, which is slow and,
         # inside Ray workers, prints the closure's disassembly to the logs.
@@ -304,31 +282,4 @@ def _canonicalise(task: TaskSpec, raw: datasets.Dataset, where: str) -> datasets
 
 def _label_converter(task: TaskSpec, where: str) -> Callable[[Any], Any]:
     """How a raw label (or tag sequence) becomes a canonical one, failing on values out of range."""
-    names = task.label_names
-
-    def name_of(raw: Any) -> str:
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise DataError(f"{where}: label {raw!r} is neither an integer nor a string")
-        if isinstance(raw, str):
-            # String labels are kept (CCG supertags); checked against the names where the registry has them.
-            if names and raw not in names:
-                raise DataError(f"{where}: label {raw!r} is not one of {', '.join(names)}")
-            return raw
-        if not 0 <= raw < len(names):
-            raise DataError(f"{where}: label {raw} out of range for {len(names)} label names")
-        return names[raw]
-
-    def choice_index(raw: Any) -> int:
-        if not names:
-            if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
-                return int(raw)
-            raise DataError(f"{where}: label {raw!r} is not a choice index")
-        if str(raw) not in names:
-            raise DataError(f"{where}: label {raw!r} out of range; expected one of {', '.join(names)}")
-        return names.index(str(raw))
-
-    if task.type is TaskType.TAGGING:
-        return lambda tags: [name_of(tag) for tag in tags]
-    if task.type is TaskType.MULTIPLE_CHOICE:
-        return choice_index
-    return name_of
+    return type_of(task).label_converter(task, where)

@@ -5,8 +5,10 @@ Adding a task is one ``TaskSpec`` entry in ``xtreme.py`` or ``intermediate.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from trainers.errors import UserError
-from trainers.tasks._spec import CANONICAL_COLUMNS, OPTIONAL_ROLES, SPLITS, HubSource, TaskSpec, TaskType
+from trainers.tasks._spec import SPLITS, HubSource, TaskSpec, TaskType
 from trainers.tasks.intermediate import INTERMEDIATE_TASKS
 from trainers.tasks.xtreme import XTREME_TASKS
 
@@ -27,6 +29,20 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # Faces of what the task-type modules hold (PEP 562), loaded on first use: importing the registry
+    # stays free of torch and datasets, which the type modules import.
+    if name == "CANONICAL_COLUMNS":
+        from trainers.task_types import TASK_TYPES
+
+        return {task_type: module.columns for task_type, module in TASK_TYPES.items()}
+    if name == "OPTIONAL_ROLES":
+        from trainers.task_types import TASK_TYPES
+
+        return {task_type: module.optional_roles for task_type, module in TASK_TYPES.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 
 class TaskType(StrEnum):
-    """The shape of a task's input and output; it decides the head, the features and the metric."""
+    """The shape of a task's input and output; each has a module in ``trainers/task_types`` holding its
+    canonical columns, features, head and loss, and how its predictions are decoded."""
 
     SINGLE_CLASSIFICATION = "single_classification"
     PAIR_CLASSIFICATION = "pair_classification"
@@ -16,21 +17,6 @@ class TaskType(StrEnum):
     MULTIPLE_CHOICE = "multiple_choice"
     RETRIEVAL = "retrieval"
 
-
-# The canonical columns each task type is read into, whatever the hub calls them.
-CANONICAL_COLUMNS: dict[TaskType, tuple[str, ...]] = {
-    TaskType.SINGLE_CLASSIFICATION: ("text_a", "label"),
-    TaskType.PAIR_CLASSIFICATION: ("text_a", "text_b", "label"),
-    TaskType.TAGGING: ("tokens", "tags"),
-    TaskType.SPAN_QA: ("id", "context", "question", "answers"),
-    TaskType.MULTIPLE_CHOICE: ("context", "question", "choices", "label"),
-    TaskType.RETRIEVAL: ("source", "target"),
-}
-
-# Roles that may be absent from a task's column map (the loader fills them with empty strings).
-OPTIONAL_ROLES: dict[TaskType, frozenset[str]] = {
-    TaskType.MULTIPLE_CHOICE: frozenset({"context", "question"}),
-}
 
 SPLITS = ("train", "dev", "test")
 
