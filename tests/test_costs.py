@@ -1,4 +1,4 @@
-"""The dry run's counts and cost model (search/costs.py) and ``xstilts search --dry-run``.
+"""The dry run's counts and cost model (search/costs/) and ``xstilts search --dry-run``.
 
 Expected values are worked out by hand from the rules in search/costs.py's docstring, not read back from
 the code's output.
