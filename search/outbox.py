@@ -30,6 +30,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search.tracking import TrialTracker, numeric_metrics
+from trainers._atomic import write_text_atomic
 from trainers.keys import FINISHED
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ class Outbox:
     def _mark_applied(self, seq: int) -> None:
         # Written before the entry leaves the queue; if the driver dies in between, the entry is applied
         # again after --resume, which is harmless (applying is idempotent).
-        staging = self.applied_path.with_name(self.applied_path.name + ".tmp")
-        staging.write_text(str(seq))
-        os.replace(staging, self.applied_path)
+        write_text_atomic(self.applied_path, str(seq))
 
     def _compact(self) -> None:
         # Everything is applied: start the journal afresh. Sequence numbers keep counting from .applied,

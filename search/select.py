@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from search import tracking
+from trainers._atomic import write_text_atomic
 from trainers.config import ConfigError, TransferConfig
 from trainers.errors import UserError
 
@@ -449,17 +450,7 @@ def write_atomic(path: Path, text: str) -> None:
 
     A reader sees the old file or the new one, never half of one; the temp file is removed on error.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, durable=True)
 
 
 # -- --confirm: re-runs with extra seeds ---------------------------------------------------------

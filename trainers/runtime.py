@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from trainers._atomic import write_text_atomic
 from trainers.keys import COST_GPU_S
 
 
@@ -80,9 +81,8 @@ class LocalRuntime:
             handle.write(json.dumps({"time": time.time(), **_numeric(metrics)}) + "\n")
         if checkpoint_dir is not None:
             previous = self.latest_checkpoint()
-            tmp = self._pointer.with_suffix(".tmp")
-            tmp.write_text(str(checkpoint_dir.resolve()))
-            os.replace(tmp, self._pointer)  # atomic: a crash leaves the old or the new pointer
+            # Atomic: a crash leaves the old or the new pointer.
+            write_text_atomic(self._pointer, str(checkpoint_dir.resolve()))
             self._prune(keep={checkpoint_dir.resolve(), *([previous] if previous else [])})
 
     def _prune(self, keep: set[Path]) -> None:

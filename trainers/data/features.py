@@ -7,10 +7,7 @@ docs/CONTRACTS.md; this module runs it, caches the result on disk and pads batch
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ import datasets
 import numpy as np
 import torch
 
+from trainers._atomic import build_directory
 from trainers.config import stable_hash
 from trainers.errors import DataError
 from trainers.progress import stage
@@ -162,18 +160,8 @@ def _cache_name(task: TaskSpec, cache_key: str | None, key: str) -> str:
 
 def _save_atomically(features: datasets.Dataset, path: Path) -> datasets.Dataset:
     """Write to a private temporary directory and rename it into place; readers never see half a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        features.save_to_disk(str(temporary))
-        try:
-            os.rename(temporary, path)
-        except OSError:
-            # Another process finished the same cache first: keep theirs.
-            if not path.is_dir():
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    # Another process that finished the same cache first wins: its copy is kept, ours dropped.
+    build_directory(path, lambda temporary: features.save_to_disk(str(temporary)))
     # Reload from the cache so the first and later calls return the same memory-mapped dataset.
     return datasets.load_from_disk(str(path))
 
