@@ -88,8 +88,14 @@ def test_every_task_type_is_registered() -> None:
         assert module.optional_roles <= set(module.columns)
         assert module.label_roles <= set(module.columns)
         assert module.names_from_data is None or module.names_from_data in module.label_roles
-        assert module.miniature is None or module.miniature.count(":") == 1
     assert all(type_of(task) is TASK_TYPES[task.type] for task in TASKS.values())
+
+
+def test_each_miniature_generator_is_in_the_module_its_type_names() -> None:
+    from trainers.data.miniature import GENERATORS
+
+    for name, entry in GENERATORS.items():
+        assert entry.generate.__module__ == type_of(TASKS[name]).miniature, name
 
 
 def test_every_retrieval_task_has_a_scorer() -> None:

@@ -72,8 +72,9 @@ class TaskTypeBase:
     xtreme_suffix: str = "tsv"
     """The suffix of its XTREME prediction and label files."""
     miniature: str | None = None
-    """``module:function`` of the type's generator in the miniature package (``trainers/data/miniature``),
-    resolved only when the miniature is built; ``None`` while its tasks' generators are listed there."""
+    """The module of the miniature benchmark holding the generators of this type's tasks (each task's entry
+    is in ``trainers.data.miniature.GENERATORS``); named, not imported, so that the data layer loads the
+    miniature only to build it. ``None`` where the miniature generates no task of this type."""
 
     # -- loading ----------------------------------------------------------------------------------
 

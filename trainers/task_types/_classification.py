@@ -59,6 +59,7 @@ class ClassificationType(TaskTypeBase):
 
     label_roles = frozenset({"label"})
     needs_label_names = True
+    miniature = "trainers.data.miniature._classification"
 
     def feature_plan(
         self,

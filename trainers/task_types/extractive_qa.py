@@ -194,6 +194,7 @@ class ExtractiveQA(TaskTypeBase):
     )
     uses_doc_stride = True
     xtreme_suffix = "json"
+    miniature = "trainers.data.miniature._span_qa"
 
     def feature_plan(
         self,

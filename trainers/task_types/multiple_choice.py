@@ -73,6 +73,7 @@ class MultipleChoice(TaskTypeBase):
     )
     optional_roles = frozenset({"context", "question"})
     label_roles = frozenset({"label"})
+    miniature = "trainers.data.miniature._multiple_choice"
 
     def label_converter(self, task: TaskSpec, where: str) -> Callable[[Any], Any]:
         """The index of the right choice: the raw label itself, or its position among the label names."""

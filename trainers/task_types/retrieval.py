@@ -134,6 +134,7 @@ class Retrieval(TaskTypeBase):
     columns = ("source", "target")
     canonical_features = datasets.Features({"source": TEXT, "target": TEXT})
     trainable = False
+    miniature = "trainers.data.miniature._retrieval"
 
     def scorer(self, task: TaskSpec) -> Scorer:
         """How ``task``'s embeddings are scored, by its metric."""

@@ -78,6 +78,7 @@ class TokenTagging(TaskTypeBase):
     label_roles = frozenset({"tags"})
     names_from_data = "tags"
     needs_label_names = True
+    miniature = "trainers.data.miniature._tagging"
 
     def label_converter(self, task: TaskSpec, where: str) -> Callable[[Any], Any]:
         """Each tag of a sequence as a label."""
