@@ -102,16 +102,40 @@ def test_key_needs_an_intermediate_phase() -> None:
         intermediate_key(config)
 
 
+def _versions(**versions: str) -> types.SimpleNamespace:
+    """A stand-in miniature module whose tasks have ``versions`` (every other task version "1")."""
+    return types.SimpleNamespace(miniature_version=lambda task: versions.get(task, "1"))
+
+
 def test_key_tracks_the_miniature_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per task since the miniature is versioned per task: the key holds the intermediate tasks' versions.
     config = _config("data.source=miniature")
-    monkeypatch.setitem(sys.modules, "trainers.data.miniature", types.SimpleNamespace(MINIATURE_VERSION="3"))
-    assert key_fields(config)["data"]["miniature_version"] == "3"
+    monkeypatch.setitem(sys.modules, "trainers.data.miniature", _versions(mnli="3"))
+    assert key_fields(config)["data"]["miniature_versions"] == {"mnli": "3", "squad_v1": "1"}
     v3 = intermediate_key(config)
-    monkeypatch.setitem(sys.modules, "trainers.data.miniature", types.SimpleNamespace(MINIATURE_VERSION="4"))
+    monkeypatch.setitem(sys.modules, "trainers.data.miniature", _versions(mnli="4"))
     assert intermediate_key(config) != v3
     monkeypatch.setitem(sys.modules, "trainers.data.miniature", None)  # import fails
-    assert key_fields(config)["data"]["miniature_version"] == "unknown"
-    assert "miniature_version" not in key_fields(_config())["data"]  # hub data has no generator version
+    assert key_fields(config)["data"]["miniature_versions"] == {"mnli": "unknown", "squad_v1": "unknown"}
+    assert "miniature_versions" not in key_fields(_config())["data"]  # hub data has no generator version
+
+
+def test_key_ignores_the_versions_of_other_miniature_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config("data.source=miniature")
+    monkeypatch.setitem(sys.modules, "trainers.data.miniature", _versions())
+    key = intermediate_key(config)
+    monkeypatch.setitem(sys.modules, "trainers.data.miniature", _versions(xnli="2", qqp="7", new_task="1"))
+    assert intermediate_key(config) == key  # another task changed or was added: this entry stays valid
+    monkeypatch.setitem(sys.modules, "trainers.data.miniature", _versions(squad_v1="2"))
+    assert intermediate_key(config) != key
+
+
+def test_the_tiny_encoder_is_versioned_by_its_tokenizer_text_not_the_tasks() -> None:
+    from trainers.checkpoint_cache import _encoder_version
+    from trainers.data.miniature import TOKENIZER_TEXT_VERSION
+    from trainers.encoders import TINY_VERSION
+
+    assert _encoder_version("tiny") == f"tiny-v{TINY_VERSION}-text{TOKENIZER_TEXT_VERSION}"
 
 
 def test_key_fields_are_json_and_hash_to_the_key() -> None:

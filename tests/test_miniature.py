@@ -537,3 +537,20 @@ def test_the_tokenizer_text_holds_the_words_of_the_miniature(tree: Path) -> None
     assert counts["the"] > 1000 and counts["живёт"] > 100 and counts["¿"] > 100
     sample = {w for row in _rows(tree / "xnli/de/dev.jsonl") for w in _words(row["premise"])}
     assert sample <= set(counts)
+
+
+def test_adding_a_task_keeps_the_other_tasks_datasets_fingerprints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Feature caches are keyed by the dataset's fingerprint, which datasets derives from the file's path.
+    from trainers.config import DataConfig
+    from trainers.data import load_split
+
+    data = DataConfig(source="miniature", data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    _two_task_registry(monkeypatch)
+    before = load_split(TASKS["sst2"], "dev", "en", data)._fingerprint
+    spec = dataclasses.replace(TASKS["sst2"], name="sst2_copy")
+    _two_task_registry(monkeypatch, sst2_copy=spec)
+    monkeypatch.setitem(miniature.GENERATORS, "sst2_copy", MiniatureGenerator(miniature.gen_sst2))
+    assert load_split(TASKS["sst2"], "dev", "en", data)._fingerprint == before
+    assert len(list((tmp_path / "data").glob("miniature-*"))) == 3  # two views and the tasks' directory

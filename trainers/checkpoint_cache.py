@@ -81,13 +81,21 @@ def _module_attr(module: str, name: str) -> str:
         return "unknown"
 
 
+def _miniature_version(task: str) -> str:
+    """The version of ``task``'s miniature files, or ``"unknown"`` when the generator cannot be imported."""
+    try:
+        return str(importlib.import_module("trainers.data.miniature").miniature_version(task))
+    except Exception:
+        return "unknown"
+
+
 def _encoder_version(name_or_path: str) -> str | None:
     """A version for built-in encoders, whose weights/tokenizer are built by code rather than downloaded."""
     if name_or_path == "tiny":
-        # The tiny encoder's random weights depend on its builder, its tokenizer on the miniature data.
+        # The tiny encoder's random weights depend on its builder, its tokenizer on its fixed text.
         tiny = _module_attr("trainers.encoders", "TINY_VERSION")
-        mini = _module_attr("trainers.data.miniature", "MINIATURE_VERSION")
-        return f"tiny-v{tiny}-mini{mini}"
+        text = _module_attr("trainers.data.miniature", "TOKENIZER_TEXT_VERSION")
+        return f"tiny-v{tiny}-text{text}"
     if name_or_path == "minilm":
         try:
             from importlib.metadata import version
@@ -124,7 +132,9 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
         "max_train_examples": config.data.max_train_examples,
     }
     if config.data.source == "miniature":
-        data["miniature_version"] = _module_attr("trainers.data.miniature", "MINIATURE_VERSION")
+        # The files of the intermediate tasks only, each at its own version: adding or changing another
+        # task's generator leaves this key as it is.
+        data["miniature_versions"] = {task: _miniature_version(task) for task in inter.tasks}
     return {
         "schema": CACHE_SCHEMA,
         "encoder": {

@@ -42,8 +42,13 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
         raw = _load_hub(task, split, language)
     else:
         path = _local_file(task, split, language, data)
+        # The real path: datasets fingerprints a file by its name, and the miniature's files are reached
+        # through a view whose name changes when any task is added; the features cached stay valid.
         raw = datasets.load_dataset(
-            "json", data_files=str(path), split="train", cache_dir=str(_cache_root(data) / "hf_datasets")
+            "json",
+            data_files=str(path.resolve()),
+            split="train",
+            cache_dir=str(_cache_root(data) / "hf_datasets"),
         )
     return _canonicalise(task, _first_rows(raw, split, data), f"{task.name} {split}/{language}")
 

@@ -19,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-from trainers._atomic import build_directory_once
+from trainers._atomic import build_directory
+from trainers.progress import stage
 from trainers.tasks import TASKS, TaskSpec, TaskType
 
 from ._registry import GENERATORS
@@ -93,15 +94,16 @@ def generate_miniature(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def _task_dir(root: Path, name: str) -> Path:
+    return root / TASKS_DIR / f"{name}-v{GENERATORS[name].version}"
+
+
 def ensure_task(root: Path, name: str) -> Path:
     """``<root>/miniature-tasks/<name>-v<version>``, generated first if missing; safe under concurrent callers."""
-    final = Path(root).expanduser() / TASKS_DIR / f"{name}-v{GENERATORS[name].version}"
-
-    def build(staging: Path) -> None:
-        staging.chmod(0o755)  # mkdtemp makes it private; the tree is shared data
-        write_task(staging, name)
-
-    return build_directory_once(final, MANIFEST, f"generating the miniature's {name} in {final}", build)
+    final = _task_dir(Path(root).expanduser(), name)
+    if (final / MANIFEST).is_file():
+        return final
+    return build_directory(final, lambda staging: write_task(staging, name))
 
 
 def ensure_miniature(root: Path) -> Path:
@@ -112,16 +114,19 @@ def ensure_miniature(root: Path) -> Path:
     final = root / view_name(tasks)
     if (final / MANIFEST).is_file():
         return final
-    for name in tasks:
-        ensure_task(root, name)
+    missing = [name for name in tasks if not (_task_dir(root, name) / MANIFEST).is_file()]
+    if missing:
+        which = "every task" if len(missing) == len(tasks) else ", ".join(missing)
+        what = f"generating the miniature benchmark ({which}) in {root / TASKS_DIR}"
+        with stage(what):
+            for name in missing:
+                ensure_task(root, name)
 
     def link(staging: Path) -> None:
-        staging.chmod(0o755)
-        for name, version in tasks.items():
-            os.symlink(
-                Path("..") / TASKS_DIR / f"{name}-v{version}", staging / name, target_is_directory=True
-            )
+        for name in tasks:
+            target = ensure_task(root, name)  # present, unless removed meanwhile: then made again
+            os.symlink(Path("..") / TASKS_DIR / target.name, staging / name, target_is_directory=True)
         manifest = {"layout": LAYOUT_VERSION, "seed": 0, "tasks": tasks}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
-    return build_directory_once(final, MANIFEST, f"linking the miniature's tasks in {final}", link)
+    return build_directory(final, link)
