@@ -8,6 +8,7 @@ look a task's type up there instead of branching on it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ class FeaturePlan:
     """The features it returns."""
 
 
-class TaskTypeBase:
+class TaskTypeBase(ABC):
     """Everything one task type needs; a type module subclasses it and registers one instance."""
 
     type: TaskType
@@ -97,6 +98,7 @@ class TaskTypeBase:
                 f"{task.name}: no label names (pass label_names, e.g. the tags of the train split)"
             )
 
+    @abstractmethod
     def feature_plan(
         self,
         task: TaskSpec,
@@ -107,7 +109,6 @@ class TaskTypeBase:
         names: Sequence[str],
     ) -> FeaturePlan:
         """The tokenizer function, its arguments and the output schema for a split of ``task``."""
-        raise NotImplementedError
 
     # -- model ------------------------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class TaskTypeBase:
         label_names: tuple[str, ...],
     ) -> tuple[Any, Any]:
         """Predictions and references in the form the task's metric takes, from the head's batched outputs."""
-        raise ValueError(f"{task.name}: retrieval tasks are scored by trainers.retrieval, not by a head")
+        raise ValueError(f"{task.name}: {self.type.value} tasks have no head to decode")
 
     def xtreme_texts(
         self, task: TaskSpec, predictions: Any, references: Any, label_names: tuple[str, ...]

@@ -167,5 +167,16 @@ class Retrieval(TaskTypeBase):
         schema = datasets.Features({"input_ids": IDS, "attention_mask": MASK})
         return FeaturePlan(tokenize_texts, {"column": column}, schema)
 
+    def decode(
+        self,
+        task: TaskSpec,
+        outputs: list[Any],
+        examples: Any,
+        features: Any,
+        label_names: tuple[str, ...],
+    ) -> tuple[Any, Any]:
+        """Nothing to decode: the embeddings are scored by ``scorer(task)``."""
+        raise ValueError(f"{task.name}: retrieval tasks are scored by trainers.retrieval, not by a head")
+
 
 TYPE = Retrieval()
