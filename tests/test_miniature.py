@@ -67,9 +67,12 @@ def _words(text: str) -> list[str]:
 
 
 def test_every_registry_task_has_a_generator_and_files(tree: Path) -> None:
-    assert sorted(TASK_GENERATORS) == sorted(TASKS)
+    # A registry task may have no generator (it then runs on real data only); every shipped one has one.
+    assert set(TASK_GENERATORS) <= set(TASKS)
+    assert sorted(miniature_tasks()) == sorted(TASK_GENERATORS)
     assert tree.name == view_name(miniature_tasks())  # versioned by each task's version
-    for name, spec in TASKS.items():
+    for name in miniature_tasks():
+        spec = TASKS[name]
         files = _files(tree, name)
         plan = miniature_splits(spec)
         assert plan, name

@@ -1,6 +1,9 @@
 """The task registry: every XTREME target and every intermediate task, by name.
 
-Adding a task is one ``TaskSpec`` entry in ``xtreme.py`` or ``intermediate.py``.
+Adding a task is one ``TaskSpec`` entry in ``xtreme.py`` or ``intermediate.py`` (or ``register_task`` at run
+time, for a plugin or a test); a task of a new type also needs its module in ``trainers/task_types``. Its
+data comes from the hub, local files or an XTREME download; a miniature generator is optional
+(docs/adding-a-task.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,28 @@ def get_task(name: str) -> TaskSpec:
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
+ROLES = ("target", "intermediate", "both")
+"""The values of ``TaskSpec.role``."""
+
+
+def register_task(task: TaskSpec) -> TaskSpec:
+    """Add ``task`` to the registry of this process, as one entry in ``xtreme.py`` or ``intermediate.py`` does.
+
+    For tasks kept outside this repository (a plugin imported before the run) and for tests: configs,
+    ``xstilts run`` and ``python -m trainers`` in this process see it. Search spaces read the task lists
+    fixed at import (``TARGET_TASKS``, ``INTERMEDIATE_TASK_NAMES``): a task to search over is an entry in
+    the registry's files.
+    """
+    if task.name in TASKS:
+        raise ValueError(f"register_task: a task named {task.name!r} is already registered")
+    if task.role not in ROLES:
+        raise ValueError(
+            f"register_task: {task.name}: role must be one of {', '.join(ROLES)}, got {task.role!r}"
+        )
+    TASKS[task.name] = task
+    return task
+
+
 def __getattr__(name: str) -> Any:
     # Faces of what the task-type modules hold (PEP 562), loaded on first use: importing the registry
     # stays free of torch and datasets, which the type modules import.
@@ -49,6 +74,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "INTERMEDIATE_TASK_NAMES",
     "OPTIONAL_ROLES",
+    "ROLES",
     "SPLITS",
     "TARGET_TASKS",
     "TASKS",
@@ -57,4 +83,5 @@ __all__ = [
     "TaskType",
     "UnknownTaskError",
     "get_task",
+    "register_task",
 ]
