@@ -22,46 +22,52 @@ tagged ``best=true``; a summary run (``xstilts.kind=selection``) holds the ranki
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
-import os
 import statistics
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from search import tracking
+from search.results import (
+    CRITERIA,
+    TEST_METRIC,
+    ResultsError,
+    SearchResults,
+    Trial,
+    load_config,
+    load_trials,
+    open_search,
+    open_store,
+    other,
+    rank,
+    search_experiment,
+    status_counts,
+    trial_status,
+)
+from search.select_output import (
+    config_text,
+    confirm_csv,
+    format_selection,
+    ranking_csv,
+    ranking_markdown,
+    summary_metrics,
+)
+from trainers import keys
 from trainers._atomic import write_text_atomic
-from trainers.config import ConfigError, TransferConfig
-from trainers.errors import UserError
+from trainers.config import TransferConfig
 
-EXPERIMENT_PREFIX = "xstilts"
-"""Experiments are ``xstilts-<search>`` (search.tuner.EXPERIMENT_PREFIX; not imported, it loads torch)."""
-
-CRITERIA: dict[str, str] = {"en_dev": "en_dev", "target_dev": "target_dev_avg_non_en"}
-"""Criterion name -> the MLflow metric it ranks by (higher is better for both)."""
-CRITERION_LABELS: dict[str, str] = {
-    "en_dev": "en_dev: English dev score, strict zero-shot",
-    "target_dev": "target_dev: target_dev_avg_non_en, mean non-English target dev score, oracle",
-}
-TEST_METRIC = "zero_shot_avg"
-"""The zero-shot test score shown beside every winner (never used to select)."""
-SELECTION_KIND = "selection"
-CONFIG_ARTIFACT = "config.yaml"
-BEST_TAG = "best"
-BEST_CRITERION_TAG = "best.criterion"
-COMPLETED = "completed"
-STATUSES = ("completed", "early_stopped", "failed", "running")
-
-
-class SelectionError(UserError, ValueError):
-    """A selection that cannot be made (one line: what is wrong and what exists)."""
+SelectionError = ResultsError
+"""A selection that cannot be made (one line: what is wrong and what exists); the read side's error, so
+one type covers every refusal of ``xstilts select`` whether reading the search or deciding on it."""
+SELECTION_KIND = keys.KIND_SELECTION
+BEST_TAG = keys.BEST_TAG
+BEST_CRITERION_TAG = keys.BEST_CRITERION_TAG
+BEST_CONFIRM_TAG = "best.confirm"
+COMPLETED = keys.COMPLETED
 
 
 class NoSelectionMetric(SelectionError):
@@ -74,49 +80,6 @@ RETRIEVAL_NOTE = (
     "XTREME's Tatoeba has no dev split, so nothing ranks it)"
 )
 """Why a retrieval target may have no selection metric (docs/selection.md says the same)."""
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial's child run, as read back from MLflow."""
-
-    run_id: str
-    trial_id: str
-    target: str
-    status: str
-    start_time: int
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def intermediate_task(self) -> str:
-        """The searched intermediate task ("none", "mnli", "mnli+qqp"), or the one the config fixed."""
-        if f"{tracking.SEARCHED_PREFIX}intermediate_task" in self.params:
-            return self.params[f"{tracking.SEARCHED_PREFIX}intermediate_task"]
-        tasks = self.params.get("intermediate.tasks")
-        return tasks.replace(",", "+") if tasks and tasks != "None" else "none"
-
-    @property
-    def freeze_depth(self) -> int | None:
-        """The target phase's freeze depth, when logged."""
-        value = self.params.get("target.freeze_depth")
-        return int(value) if value not in (None, "None") else None
-
-    def metric(self, name: str) -> float | None:
-        """A finite metric value, or None."""
-        value = self.metrics.get(name)
-        return value if value is not None and math.isfinite(value) else None
-
-    def describe(self) -> str:
-        """A short label: trial id and the searched values."""
-        prefix = tracking.SEARCHED_PREFIX
-        searched = {k[len(prefix) :]: v for k, v in self.params.items() if k.startswith(prefix)}
-        searched.pop("target.task", None)
-        # The intermediate task first: it is what the search is mostly about.
-        searched = dict(sorted(searched.items(), key=lambda kv: kv[0] != "intermediate_task"))
-        values = ", ".join(f"{k}={_short(v)}" for k, v in searched.items())
-        return f"trial {self.trial_id} ({values})" if values else f"trial {self.trial_id}"
 
 
 @dataclass
@@ -229,136 +192,7 @@ class SelectOptions:
     """Where --confirm re-runs keep checkpoints and outputs."""
 
 
-# -- reading a search back from MLflow ---------------------------------------------------------------
-
-
-def open_store(uri: str) -> Any:
-    """An MLflow client for an existing store; never creates an empty one by mistake."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :].split("?")[0])
-        if not path.is_file():
-            raise SelectionError(f"no MLflow store at {path} (tracking URI {uri})")
-    try:
-        tracking.check_tracking_uri(uri)
-    except tracking.TrackingError as error:
-        raise SelectionError(str(error)) from None
-    from mlflow.tracking import MlflowClient
-
-    # One progress bar per downloaded config.yaml would bury the summary this module prints.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return MlflowClient(tracking_uri=uri)
-
-
-def known_searches(client: Any) -> list[str]:
-    """Names of the searches in the store (experiments ``xstilts-<name>``)."""
-    prefix = f"{EXPERIMENT_PREFIX}-"
-    names = [e.name for e in client.search_experiments(filter_string=f"name LIKE '{prefix}%'")]
-    return sorted(name[len(prefix) :] for name in names)
-
-
-def search_experiment(client: Any, search: str, uri: str) -> str:
-    """The experiment id of ``search``, or a SelectionError listing the searches that exist."""
-    experiment = client.get_experiment_by_name(f"{EXPERIMENT_PREFIX}-{search}")
-    if experiment is None:
-        known = known_searches(client)
-        listing = ", ".join(known) if known else "none"
-        raise SelectionError(f"unknown search {search!r} in {uri}; searches there: {listing}")
-    return str(experiment.experiment_id)
-
-
-def _all_runs(client: Any, experiment: str, query: str) -> list[Any]:
-    """Every run matching ``query`` (MLflow pages its results)."""
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment], filter_string=query, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-FINISHED_METRICS = ("finished", "done")
-"""Metrics a worker logs as 1.0 once the full budget ran (trainers.worker.FINISHED; ``done`` in older stores)."""
-
-
-def trial_status(tags: dict[str, str], metrics: dict[str, float]) -> str:
-    """The trial's status tag, except that "completed" needs evidence of the full budget.
-
-    Stores written before trainers.worker reported ``finished`` tagged trials stopped early by ASHA as
-    completed too (Tune's own ``done`` flag, True for every trial that ended, hid the worker's). A trial
-    counts as completed only with a finished metric of 1 or the final zero-shot evaluation, which runs
-    after the full target phase.
-    """
-    status = tags.get(tracking.STATUS_TAG, "running")
-    finished = any(metrics.get(name) == 1.0 for name in FINISHED_METRICS) or TEST_METRIC in metrics
-    if status == COMPLETED and not finished:
-        return "early_stopped"
-    return status
-
-
-def load_trials(client: Any, experiment: str, search: str) -> list[Trial]:
-    """Every trial run of ``search`` (any status)."""
-    query = f"tags.`{tracking.KIND_TAG}` = 'trial' and tags.`{tracking.SEARCH_TAG}` = '{search}'"
-    return [
-        Trial(
-            run_id=str(run.info.run_id),
-            trial_id=run.data.tags.get(tracking.TRIAL_TAG, run.info.run_id),
-            target=run.data.tags.get(tracking.TARGET_TAG, "?"),
-            status=trial_status(run.data.tags, run.data.metrics),
-            start_time=int(run.info.start_time or 0),
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-            tags=dict(run.data.tags),
-        )
-        for run in _all_runs(client, experiment, query)
-    ]
-
-
-def parent_run_id(client: Any, experiment: str, search: str) -> str | None:
-    """The search's parent run, if it exists."""
-    query = f"tags.`{tracking.KIND_TAG}` = 'search' and tags.`{tracking.SEARCH_TAG}` = '{search}'"
-    runs = client.search_runs([experiment], filter_string=query, max_results=1)
-    return str(runs[0].info.run_id) if runs else None
-
-
-def search_targets(client: Any, parent: str | None, trials: Iterable[Trial]) -> list[str]:
-    """The targets of a search: the parent run's ``targets`` param first, then any seen on trials."""
-    targets: list[str] = []
-    if parent is not None:
-        listed = client.get_run(parent).data.params.get("targets", "")
-        targets = [t for t in listed.split(",") if t]
-    targets += sorted({t.target for t in trials} - set(targets))
-    return targets
-
-
-# -- ranking ------------------------------------------------------------------------------------------
-
-
-def other(criterion: str) -> str:
-    """The criterion that is not ``criterion`` (used as the tie-breaker and for the comparison)."""
-    return next(c for c in CRITERIA if c != criterion)
-
-
-def rank(trials: Iterable[Trial], criterion: str) -> list[Trial]:
-    """Completed trials that have the criterion's metric, best first.
-
-    Ties are broken deterministically: the other criterion's metric (higher first, missing last),
-    then the earlier start time, then the run id.
-    """
-    metric, secondary = CRITERIA[criterion], CRITERIA[other(criterion)]
-
-    def key(trial: Trial) -> tuple[float, float, int, str]:
-        value = trial.metric(secondary)
-        return (
-            -(trial.metric(metric) or 0.0),
-            -value if value is not None else math.inf,
-            trial.start_time,
-            trial.run_id,
-        )
-
-    eligible = [t for t in trials if t.status == COMPLETED and t.metric(metric) is not None]
-    return sorted(eligible, key=key)
+# -- deciding ------------------------------------------------------------------------------------------
 
 
 def kendall_tau(first: Sequence[Trial], second: Sequence[Trial]) -> float | None:
@@ -372,14 +206,6 @@ def kendall_tau(first: Sequence[Trial], second: Sequence[Trial]) -> float | None
         1 if position[common[i]] < position[common[j]] else -1 for i in range(n) for j in range(i + 1, n)
     )
     return concordant / (n * (n - 1) / 2)
-
-
-def status_counts(trials: Iterable[Trial]) -> dict[str, int]:
-    """Trials per status, every status present (0 when none)."""
-    counts = dict.fromkeys(STATUSES, 0)
-    for trial in trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
-    return counts
 
 
 def check_rankable(target: str, trials: list[Trial], criterion: str) -> dict[str, list[Trial]]:
@@ -404,45 +230,7 @@ def _is_retrieval(target: str) -> bool:
     return target in TASKS and TASKS[target].is_retrieval
 
 
-# -- configs and files ----------------------------------------------------------------------------
-
-
-def load_config(client: Any, trial: Trial) -> TransferConfig:
-    """The trial's resolved TransferConfig, from its config.yaml artifact."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(trial.run_id, CONFIG_ARTIFACT, tmp)
-        except Exception as error:  # MLflow raises several types for a missing artifact
-            raise SelectionError(
-                f"{trial.describe()} (run {trial.run_id}) has no {CONFIG_ARTIFACT} artifact: {error}"
-            ) from None
-        try:
-            return TransferConfig.from_yaml(local)
-        except ConfigError as error:
-            raise SelectionError(
-                f"run {trial.run_id}: {CONFIG_ARTIFACT} is not a valid config: {error}"
-            ) from None
-
-
-def config_text(selected: TargetSelection, search: str) -> str:
-    """The best-config file: provenance as YAML comments, then the resolved config (own output_dir)."""
-    winner = selected.winner
-    lines = [
-        f"# Best configuration of target {selected.target} in search {search} (written by xstilts select).",
-        f"# Criterion {CRITERION_LABELS[selected.criterion]}.",
-        f"# Trial {winner.trial_id}, MLflow run {winner.run_id}: "
-        + ", ".join(f"{m}={_fmt(winner.metric(m))}" for m in (*CRITERIA.values(), TEST_METRIC)),
-    ]
-    if selected.confirm:
-        best = selected.confirm[0]
-        lines.append(
-            f"# Confirmed over seeds {','.join(map(str, best.seeds))}: mean {best.mean:.2f} +/- {best.std:.2f}"
-            + (" (a tie with the runner-up within the seed spread)" if selected.tie else "")
-        )
-    lines.append("# Run it with: xstilts run --config <this file>")
-    # The trial wrote under the search's storage; a re-run gets a directory of its own.
-    config = dataclasses.replace(selected.config, output_dir=f"runs/best/{search}/{selected.target}")
-    return "\n".join(lines) + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False)
+# -- the best-config files -----------------------------------------------------------------------
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -509,20 +297,11 @@ def _check_options(options: SelectOptions) -> None:
         raise SelectionError(f"--backend must be ray or local, got {options.backend!r}")
 
 
-def open_search(search: str, tracking_uri: str | None) -> tuple[Any, Any, list[Trial], str | None, list[str]]:
-    """The store's client, the search's experiment, its trials, parent run id and targets."""
-    uri = tracking_uri or tracking.default_tracking_uri()
-    client = open_store(uri)
-    experiment = search_experiment(client, search, uri)
-    trials = load_trials(client, experiment, search)
-    parent = parent_run_id(client, experiment, search)
-    return client, experiment, trials, parent, search_targets(client, parent, trials)
-
-
-def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | None]:
+def plan_selection(options: SelectOptions) -> tuple[Selection, SearchResults]:
     """Read the search and choose every target's winner; writes nothing."""
     _check_options(options)
-    client, experiment, trials, parent, targets = open_search(options.search, options.tracking_uri)
+    found = open_search(options.search, options.tracking_uri)
+    targets = found.targets
     if options.targets:
         unknown = [t for t in options.targets if t not in targets]
         if unknown:
@@ -535,7 +314,7 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | N
     selected = []
     not_selected: dict[str, str] = {}
     for target in targets:
-        mine = [t for t in trials if t.target == target]
+        mine = found.of(target)
         try:
             rankings = check_rankable(target, mine, options.criterion)
         except NoSelectionMetric as error:
@@ -544,18 +323,20 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, Any, str, str | N
             continue
         winner = rankings[options.criterion][0]
         selected.append(
-            TargetSelection(target, options.criterion, mine, rankings, winner, load_config(client, winner))
+            TargetSelection(
+                target, options.criterion, mine, rankings, winner, load_config(found.client, winner)
+            )
         )
     if not selected:
         raise SelectionError(next(iter(not_selected.values())))
-    uri = options.tracking_uri or tracking.default_tracking_uri()
-    selection = Selection(options.search, options.criterion, uri, selected, not_selected=not_selected)
-    return selection, client, experiment, parent
+    selection = Selection(options.search, options.criterion, found.uri, selected, not_selected=not_selected)
+    return selection, found
 
 
 def select(options: SelectOptions) -> Selection:
     """Select, confirm (optionally), write the best configs, tag the winners, log the summary run."""
-    selection, client, experiment, parent = plan_selection(options)
+    selection, found = plan_selection(options)
+    client = found.client
     for selected in selection.targets:
         if options.confirm:
             selected.confirm = confirm_target(selected, client, options, options.search)
@@ -570,7 +351,7 @@ def select(options: SelectOptions) -> Selection:
         selected.path = out / f"{selected.target}.yaml"
         write_atomic(selected.path, texts[selected.target])
     tag_winners(client, selection)
-    selection.run_id = log_summary(client, experiment, parent, selection, options)
+    selection.run_id = log_summary(client, found.experiment, found.parent, selection, options)
     return selection
 
 
@@ -579,7 +360,7 @@ def tag_winners(client: Any, selection: Selection) -> None:
     for selected in selection.targets:
         for trial in selected.trials:
             if trial.tags.get(BEST_TAG) == "true" and trial.run_id != selected.winner.run_id:
-                for tag in (BEST_TAG, BEST_CRITERION_TAG, "best.confirm"):
+                for tag in (BEST_TAG, BEST_CRITERION_TAG, BEST_CONFIRM_TAG):
                     if tag in trial.tags:
                         client.delete_tag(trial.run_id, tag)
         client.set_tag(selected.winner.run_id, BEST_TAG, "true")
@@ -588,180 +369,8 @@ def tag_winners(client: Any, selection: Selection) -> None:
             best = selected.confirm[0]
             verdict = f"{best.mean:.2f} +/- {best.std:.2f} over seeds {','.join(map(str, best.seeds))}"
             client.set_tag(
-                selected.winner.run_id, "best.confirm", verdict + (" (tie)" if selected.tie else "")
+                selected.winner.run_id, BEST_CONFIRM_TAG, verdict + (" (tie)" if selected.tie else "")
             )
-
-
-# -- output -------------------------------------------------------------------------------------
-
-
-RANKING_COLUMNS = (
-    "target",
-    "criterion",
-    "rank",
-    "trial_id",
-    "run_id",
-    "intermediate_task",
-    "freeze_depth",
-    "en_dev",
-    "target_dev_avg_non_en",
-    "zero_shot_avg",
-    "selected",
-)
-
-
-def ranking_rows(selection: Selection) -> list[dict[str, Any]]:
-    """One row per (target, criterion, ranked trial), for the CSV and Markdown artifacts."""
-    rows = []
-    for selected in selection.targets:
-        for criterion, ranking in selected.rankings.items():
-            for position, trial in enumerate(ranking, start=1):
-                rows.append(
-                    {
-                        "target": selected.target,
-                        "criterion": criterion,
-                        "rank": position,
-                        "trial_id": trial.trial_id,
-                        "run_id": trial.run_id,
-                        "intermediate_task": trial.intermediate_task,
-                        "freeze_depth": trial.freeze_depth,
-                        **{m: trial.metric(m) for m in (*CRITERIA.values(), TEST_METRIC)},
-                        "selected": trial.run_id == selected.winner.run_id,
-                    }
-                )
-    return rows
-
-
-def ranking_csv(selection: Selection) -> str:
-    """The rankings as CSV."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RANKING_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(ranking_rows(selection))
-    return buffer.getvalue()
-
-
-def confirm_csv(selection: Selection) -> str:
-    """Every --confirm re-run score as CSV."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["target", "trial_id", "run_id", "seed", CRITERIA[selection.criterion], TEST_METRIC])
-    for selected in selection.targets:
-        for scores in selected.confirm:
-            for seed, score, test in zip(scores.seeds, scores.scores, scores.test_scores, strict=True):
-                writer.writerow(
-                    [selected.target, scores.trial.trial_id, scores.trial.run_id, seed, score, test]
-                )
-    return buffer.getvalue()
-
-
-def ranking_markdown(selection: Selection) -> str:
-    """The summary and both rankings of every target as Markdown."""
-    lines = [f"# Selection for search `{selection.search}`", "", "```text", *_summary_lines(selection), "```"]
-    for selected in selection.targets:
-        for criterion, ranking in selected.rankings.items():
-            lines += ["", f"## {selected.target}: ranked by {criterion} ({CRITERIA[criterion]})", ""]
-            lines.append(
-                "| rank | trial | intermediate | freeze | en_dev | target_dev_avg_non_en | zero_shot_avg | selected |"
-            )
-            lines.append("|---:|---|---|---:|---:|---:|---:|---|")
-            for position, trial in enumerate(ranking, start=1):
-                cells = [
-                    str(position),
-                    trial.trial_id,
-                    trial.intermediate_task,
-                    str(trial.freeze_depth),
-                    *(_fmt(trial.metric(m)) for m in (*CRITERIA.values(), TEST_METRIC)),
-                    "**yes**" if trial.run_id == selected.winner.run_id else "",
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _winner_line(selected: TargetSelection, criterion: str) -> str:
-    trial = selected.top(criterion)
-    label = f"{criterion} winner".ljust(18)
-    if trial is None:
-        return f"  {label}n/a (no completed trial has {CRITERIA[criterion]})"
-    scores = "  ".join(f"{m}={_fmt(trial.metric(m))}" for m in (*CRITERIA.values(), TEST_METRIC))
-    return f"  {label}{trial.describe()}  {scores}"
-
-
-def _summary_lines(selection: Selection) -> list[str]:
-    """The human summary (shared by the CLI output and the Markdown artifact)."""
-    lines = [
-        f"search {selection.search}: selecting by {CRITERION_LABELS[selection.criterion]} "
-        "(completed trials only)"
-    ]
-    for selected in selection.targets:
-        counts = ", ".join(f"{n} {s.replace('_', '-')}" for s, n in selected.counts.items() if n)
-        lines.append(f"{selected.target}: {counts}")
-        lines += [_winner_line(selected, c) for c in CRITERIA]
-        tau = selected.kendall_tau
-        agreement = {None: "only one criterion can rank", True: "winners DISAGREE", False: "winners agree"}[
-            selected.disagree
-        ]
-        lines.append(f"  {agreement}; Kendall tau of the two rankings = {_fmt(tau)}")
-        for position, scores in enumerate(selected.confirm):
-            lines.append(
-                f"  confirm #{position + 1} {scores.trial.describe()}: {CRITERIA[selection.criterion]} "
-                f"{scores.mean:.2f} +/- {scores.std:.2f} over seeds {','.join(map(str, scores.seeds))}"
-                f"  ({TEST_METRIC} {_mean(scores.test_scores)})"
-            )
-        if selected.confirm and len(selected.confirm) > 1:
-            verdict = "TIE (lead below the seed spread)" if selected.tie else "clear win"
-            lines.append(f"  confirm verdict: {verdict}")
-        selected_line = f"  selected: {selected.winner.describe()}"
-        if selected.path is not None:
-            selected_line += f" -> {selected.path}"
-        lines.append(selected_line)
-    for target, reason in selection.not_selected.items():
-        lines.append(f"{target}: NOT SELECTED: {reason}")
-    lines.append(
-        f"the en_dev and target_dev winners disagree on {selection.disagreements} of "
-        f"{selection.comparable} target(s) (Keung et al. 2020: English dev selection is unreliable for transfer)"
-    )
-    return lines
-
-
-def format_selection(selection: Selection) -> str:
-    """The CLI output."""
-    lines = _summary_lines(selection)
-    if selection.run_id:
-        lines.append(
-            f"MLflow: selection run {selection.run_id} in experiment {EXPERIMENT_PREFIX}-{selection.search} "
-            f"at {selection.uri}; winners tagged {BEST_TAG}=true"
-        )
-    return "\n".join(lines)
-
-
-def summary_metrics(selection: Selection) -> dict[str, float]:
-    """Metrics of the summary run: per target the winners' scores, plus the disagreement count."""
-    metrics: dict[str, float] = {
-        "targets": float(len(selection.targets)),
-        "disagreements": float(selection.disagreements),
-    }
-    for selected in selection.targets:
-        prefix = selected.target
-        for name in (*CRITERIA.values(), TEST_METRIC):
-            value = selected.winner.metric(name)
-            if value is not None:
-                metrics[f"{prefix}/{name}"] = value
-        oracle = selected.top(other(selection.criterion))
-        if oracle is not None and oracle.metric(TEST_METRIC) is not None:
-            metrics[f"{prefix}/{other(selection.criterion)}_winner_{TEST_METRIC}"] = (
-                oracle.metric(TEST_METRIC) or 0.0
-            )
-        metrics[f"{prefix}/completed"] = float(selected.counts[COMPLETED])
-        if selected.disagree is not None:
-            metrics[f"{prefix}/disagree"] = float(selected.disagree)
-        if selected.kendall_tau is not None:
-            metrics[f"{prefix}/kendall_tau"] = selected.kendall_tau
-        if selected.confirm:
-            metrics[f"{prefix}/confirm_mean"] = selected.confirm[0].mean
-            metrics[f"{prefix}/confirm_std"] = selected.confirm[0].std
-            metrics[f"{prefix}/confirm_tie"] = float(selected.tie)
-    return metrics
 
 
 def log_summary(
@@ -771,9 +380,9 @@ def log_summary(
     from mlflow.entities import Metric
 
     tags = {
-        tracking.SEARCH_TAG: selection.search,
-        tracking.KIND_TAG: SELECTION_KIND,
-        "xstilts.criterion": selection.criterion,
+        keys.SEARCH_TAG: selection.search,
+        keys.KIND_TAG: SELECTION_KIND,
+        keys.CRITERION_TAG: selection.criterion,
     }
     if parent is not None:
         tags["mlflow.parentRunId"] = parent  # nests the summary under the search in the UI
@@ -803,26 +412,9 @@ def log_summary(
     return run_id
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
-
-
-def _mean(values: Sequence[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    return _fmt(statistics.fmean(finite)) if finite else "n/a"
-
-
-def _short(value: str) -> str:
-    """Long floats from the sampler, shortened for display."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if number.is_integer() and "." not in value and "e" not in value else f"{number:.3g}"
-
-
 __all__ = [
     "CRITERIA",
+    "NoSelectionMetric",
     "SeedScores",
     "SelectOptions",
     "Selection",
@@ -839,5 +431,6 @@ __all__ = [
     "rerun",
     "search_experiment",
     "select",
+    "trial_status",
     "write_atomic",
 ]

@@ -20,6 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search import tracking
 from search.checks import check_search_name
 from search.launch import init_ray, nodes_without
+from search.layout import DEFAULT_STORAGE, SearchLayout
 from search.outbox import BufferedTracker
 from search.progress import ProgressTable
 from search.resources import (
@@ -32,13 +33,10 @@ from search.resources import (
 from search.space import INTERMEDIATE_TASK, DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
 from search.watchdog import StallWatch
+from trainers import keys
 from trainers.config import ConfigError
 from trainers.errors import UserError
-from trainers.keys import FINISHED
 
-EXPERIMENT_PREFIX = "xstilts"
-TRACKING_JOURNAL = "mlflow-journal"
-"""Under a search's local root: one journal of MLflow writes per target (``search.outbox``)."""
 TRIAL_RETRIES = 2
 """A failed trial (e.g. its node was lost) is restarted this often; it resumes from its checkpoint."""
 
@@ -61,7 +59,7 @@ class SearchOptions:
     """Search name (default: the space's name)."""
     resume: bool = False
     """Continue an interrupted search of this name."""
-    storage: str = "runs/searches"
+    storage: str = DEFAULT_STORAGE
     """Tune/Train storage: a local path or a URI (s3://...)."""
     tracking_uri: str | None = None
     """MLflow tracking URI (default: SQLite under ./mlruns)."""
@@ -95,13 +93,6 @@ class StudyOutcome:
     best: dict[str, Any] | None
     leaders: list[dict[str, Any]] = field(default_factory=list)
     """The intermediate settings of its best completed trials, best first (later targets start from them)."""
-
-
-def _local_root(storage: str) -> Path:
-    """A local directory for driver-side state (Optuna's database) even when storage is remote."""
-    if "://" in storage:
-        return Path("~/.xstilts").expanduser()
-    return Path(storage).expanduser().resolve()
 
 
 def preflight_space(space: SearchSpace) -> None:
@@ -156,7 +147,7 @@ def _searcher(
     space: SearchSpace,
     target: str,
     study_name: str,
-    optuna_db: Path,
+    optuna_url: str,
     warm: list[dict[str, Any]] | None = None,
 ) -> Any:
     import optuna
@@ -170,7 +161,7 @@ def _searcher(
         # The seeded points plus a few random trials before TPE models the space.
         n_startup_trials=len(points) + 2,
     )
-    storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_db}")
+    storage = optuna.storages.RDBStorage(optuna_url)
     return PhaseAwareOptunaSearch(
         space=DefineByRun(space, target),
         metric=space.tuner.metric,
@@ -187,7 +178,7 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
     for result in results:
         metrics = result.metrics or {}
         rows.append((result, metrics))
-    completed = [(r, m) for r, m in rows if m.get(FINISHED) == 1.0 and r.error is None]
+    completed = [(r, m) for r, m in rows if m.get(keys.FINISHED) == 1.0 and r.error is None]
     failed = sum(1 for r, _ in rows if r.error is not None)
     best = None
     if completed:
@@ -198,7 +189,9 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
         best = {
             "trial_id": metrics.get("trial_id"),
             "config": result.config,
-            **{k: metrics.get(k) for k in (metric, "zero_shot_avg", "en_dev", "intermediate_reused")},
+            **{
+                k: metrics.get(k) for k in (metric, keys.ZERO_SHOT_AVG, keys.EN_DEV, keys.INTERMEDIATE_REUSED)
+            },
         }
     return StudyOutcome(
         search,
@@ -285,10 +278,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         preflight_space(space)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_tracking_uri(uri)
-    storage = (
-        options.storage if "://" in options.storage else str(Path(options.storage).expanduser().resolve())
-    )
-    local_root = _local_root(options.storage) / name
+    layout = SearchLayout(name, options.storage)
+    local_root = layout.local_root
     if not options.resume and local_root.exists() and any(local_root.iterdir()):
         raise SearchError(
             f"search {name!r} already exists under {local_root}; pass --resume or another --name"
@@ -322,11 +313,15 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             f"nodes do not see it (or did not answer); mount one directory on every node (EFS, NFS) and pass it as "
             "--cache-root or XSTILTS_CACHE"
         )
-    experiment = tracking.experiment_id(uri, f"{EXPERIMENT_PREFIX}-{name}")
+    experiment = tracking.experiment_id(uri, layout.experiment_name)
     outcomes = []
     warm: list[dict[str, Any]] = []
     # The parent run ends FINISHED when every study ran, FAILED on any error or interruption.
-    params = {"space": options.space, "targets": ",".join(targets)}
+    params = {
+        keys.SPACE_PARAM: options.space,
+        keys.TARGETS_PARAM: ",".join(targets),
+        keys.OBJECTIVE_PARAM: space.tuner.metric,  # what select and report read back (search.results)
+    }
     with tracking.search_run(uri, experiment, name, params) as parent:
         for target in targets:
             settings = TrialSettings(
@@ -334,14 +329,14 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                 target=target,
                 search=name,
                 cache_root=cache_root,
-                train_storage=f"{storage}/{name}/train",
+                train_storage=layout.train_storage,
             )
             # The trial function only waits on its Train job, whose workers hold the real resources; Tune
             # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
             trainable = tune.with_resources(
                 _trial_function(settings, options), trial_driver_resources(reach.total)
             )
-            path = f"{storage}/{name}/{target}"
+            path = layout.tune_path(target)
 
             def params_of(
                 config: dict[str, Any], trial_id: str, settings: TrialSettings = settings
@@ -352,7 +347,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             # MLflow writes go through a journal on disk: an outage of the server buffers them, a crash keeps them.
             tracker = BufferedTracker(
                 tracking.TrialTracker(uri, experiment, parent, name, target, params_of),
-                local_root / TRACKING_JOURNAL / f"{target}.jsonl",
+                layout.journal(target),
             )
             if options.resume and tune.Tuner.can_restore(path):
                 tuner = tune.Tuner.restore(
@@ -364,7 +359,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     trainable,
                     tune_config=tune.TuneConfig(
                         search_alg=_searcher(
-                            space, target, f"{name}.{target}", local_root / "optuna.db", warm
+                            space, target, layout.study_name(target), layout.optuna_url, warm
                         ),
                         scheduler=_scheduler(space),
                         num_samples=space.tuner.num_samples,
@@ -378,7 +373,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                     ),
                     run_config=tune.RunConfig(
                         name=target,
-                        storage_path=f"{storage}/{name}",
+                        storage_path=layout.tune_root,
                         callbacks=[tracker, *watch],
                         progress_reporter=_progress_table(space, watch),
                         # The status table alone: trials' results are in it (and in MLflow), not a line each.

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from search import tracking
+from search.layout import SearchLayout
+from trainers import keys
 from trainers.config import TransferConfig
 
 LANGS = ("en", "de", "es")
@@ -130,10 +132,13 @@ def log_search(
 ) -> dict[str, str]:
     """Log ``trials`` as search ``search``; return trial id -> MLflow run id."""
     targets = targets or list(dict.fromkeys(t.target for t in trials))
-    experiment = tracking.experiment_id(uri, f"xstilts-{search}")
-    parent = tracking.parent_run(
-        uri, experiment, search, {"space": "spaces/fake.yaml", "targets": ",".join(targets)}
-    )
+    experiment = tracking.experiment_id(uri, SearchLayout(search).experiment_name)
+    params = {
+        keys.SPACE_PARAM: "spaces/fake.yaml",
+        keys.TARGETS_PARAM: ",".join(targets),
+        keys.OBJECTIVE_PARAM: keys.EN_DEV,
+    }
+    parent = tracking.parent_run(uri, experiment, search, params)
     trackers = {
         target: tracking.TrialTracker(uri, experiment, parent, search, target, params_of)
         for target in targets

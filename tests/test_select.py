@@ -53,9 +53,42 @@ def client(uri: str) -> Any:
 # -- winners, exclusions, rankings -------------------------------------------------------------------
 
 
-def test_experiment_prefix_matches_the_tuner() -> None:
-    # select does not import search.tuner (it loads torch); the prefix must stay the same.
-    assert f'EXPERIMENT_PREFIX = "{sel.EXPERIMENT_PREFIX}"' in (REPO / "search" / "tuner.py").read_text()
+class _Stop(Exception):
+    """Ends ``run_search`` once it has written its parent run."""
+
+
+def test_select_reads_the_experiment_and_objective_the_tuner_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tuner runs up to its parent run (no Ray, no trial); select then finds that search by name.
+    import search.costs
+    from search import results, tracking, tuner
+    from search.space import load_space
+
+    for name in ("init_ray", "preflight_space", "check_resources"):
+        monkeypatch.setattr(tuner, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(search.costs, "check_memory", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tuner, "current_reach", lambda: None)
+    monkeypatch.setattr(tuner, "nodes_without", lambda root: [])
+
+    def parent_then_stop(uri: str, experiment: str, search: str, params: dict[str, Any]) -> Any:
+        tracking.parent_run(uri, experiment, search, params)
+        raise _Stop
+
+    monkeypatch.setattr(tracking, "search_run", parent_then_stop)
+    uri = fresh_store(tmp_path / "mlruns")
+    space = REPO / "spaces" / "demo.yaml"
+    options = tuner.SearchOptions(
+        space=str(space), name="laid-out", storage=str(tmp_path / "searches"), tracking_uri=uri
+    )
+    with pytest.raises(_Stop):
+        tuner.run_search(options)
+    client = sel.open_store(uri)
+    assert "laid-out" in results.known_searches(client)
+    found = results.open_search("laid-out", uri)
+    assert found.experiment == sel.search_experiment(client, "laid-out", uri)
+    assert found.parent is not None and found.targets == list(load_space(str(space)).targets)
+    assert found.objective() == load_space(str(space)).tuner.metric
 
 
 @pytest.mark.parametrize(("criterion", "winner"), [("en_dev", "pawsx-1"), ("target_dev", "pawsx-2")])
@@ -192,7 +225,7 @@ def test_best_file_is_never_half_written(store: str, tmp_path: Path, monkeypatch
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(sel.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)  # the os module select writes through
     with pytest.raises(OSError, match="disk full"):
         sel.select(options(store, out))
     assert (out / "pawsx.yaml").read_text() == "old: content\n"
