@@ -1,4 +1,4 @@
-"""The search driver SIGKILLed at several random points of a small search, each time resumed with ``--resume``.
+"""The search driver SIGKILLed at random points of a small search, each time resumed with ``--resume``.
 
 After the last resume runs to the end: every trial has exactly one MLflow run with a final status, a
 trial that had finished before a kill is not run again (its metrics do not change), and every result
@@ -25,7 +25,9 @@ from search import tracking
 
 pytestmark = pytest.mark.slow
 
-KILLS = 3
+KILLS = 2
+"""Each kill costs a driver start (Ray, MLflow), most of this test's time. The first kill lands while the
+first driver's trials run, the second in the resumed driver (its start-up or its trials)."""
 SEED = 20261130
 """Seeds where (how many seconds after the trials start reporting) each kill lands."""
 
