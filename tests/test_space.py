@@ -22,6 +22,7 @@ from search.space import (
     encoder_layers,
     load_space,
 )
+from trainers.config import ConfigError, TransferConfig
 from trainers.encoders import BUILTIN_ENCODERS, KNOWN_LAYER_COUNTS, layer_count
 from trainers.memory import ENCODER_SHAPES
 from trainers.tasks import get_task
@@ -327,6 +328,23 @@ def test_bad_space_names_file_and_key(tmp_path: Path, mutate: Any, key: str) -> 
         load_space(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and key in message and "\n" not in message
+
+
+def test_spaces_and_configs_word_bad_values_alike(tmp_path: Path) -> None:
+    """One typed reader (trainers/_fromdict.py) parses both: the same problem reads the same in either file."""
+    data = minimal()
+    data["tuner"] = {"num_samples": "x"}
+    with pytest.raises(SpaceError, match=r"tuner\.num_samples: must be an integer, got 'x'$"):
+        load_space(write(tmp_path, data))
+    with pytest.raises(ConfigError, match=r"^seed must be an integer, got 'x'$"):
+        TransferConfig.from_dict({"seed": "x"})
+    data["tuner"] = {"samples": 2}
+    with pytest.raises(
+        SpaceError, match=r": unknown key tuner\.samples; expected one of max_concurrent_trials, "
+    ):
+        load_space(write(tmp_path, data))
+    with pytest.raises(ConfigError, match=r"^unknown key target\.lr; expected one of batch_size, "):
+        TransferConfig.from_dict({"target": {"lr": 1e-3}})
 
 
 @pytest.mark.parametrize(

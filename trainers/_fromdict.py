@@ -131,6 +131,22 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
         raise FieldError(key, str(error), f"{key or 'config'}: {error}") from None
 
 
+def leaf_keys(cls: type, prefix: str = "") -> set[str]:
+    """Every dotted leaf key ``from_dict(cls, ...)`` accepts (sections walked, ``X | None`` sections too)."""
+    found: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+            hint = inner[0] if len(inner) == 1 else hint
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found |= leaf_keys(hint, f"{prefix}{f.name}.")
+        else:
+            found.add(prefix + f.name)
+    return found
+
+
 def coerce(hint: Any, value: Any, key: str) -> Any:
     """``value`` checked (and converted, int -> float) against type hint ``hint``."""
     origin = typing.get_origin(hint)

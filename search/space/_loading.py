@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
-import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +37,7 @@ from trainers._fromdict import (
     from_dict,
     integer,
     is_int,
+    leaf_keys,
     mapping,
     number,
     string,
@@ -127,25 +126,9 @@ _SCHEDULER_KEYS = {
 _OPERATORS = ("eq", "not", "in", "not_in")
 
 
-def _leaf_keys(cls: type, prefix: str = "") -> set[str]:
-    """Every dotted leaf key of a config dataclass (sections walked, ``X | None`` sections too)."""
-    keys: set[str] = set()
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-            hint = inner[0] if len(inner) == 1 else hint
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            keys |= _leaf_keys(hint, f"{prefix}{f.name}.")
-        else:
-            keys.add(prefix + f.name)
-    return keys
-
-
 # target.task is fixed per study and intermediate.tasks comes from intermediate_task: neither is searched.
 SEARCHABLE_KEYS: frozenset[str] = frozenset(
-    (_leaf_keys(TransferConfig) - {TARGET_TASK, "intermediate.tasks"}) | {INTERMEDIATE_TASK}
+    (leaf_keys(TransferConfig) - {TARGET_TASK, "intermediate.tasks"}) | {INTERMEDIATE_TASK}
 )
 """The keys ``search`` accepts."""
 
