@@ -9,7 +9,10 @@ encoder for a few steps. No generator, no type module, no test fixture, no other
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ from conftest import base_config
 from trainers.data.miniature import ensure_miniature
 from trainers.tasks import TASKS, TaskSpec, TaskType, get_task, register_task
 from trainers.worker import RESULTS_FILE
+
+REPO = Path(__file__).resolve().parents[1]
 
 NEW_TASK = TaskSpec(
     name="rte_local",
@@ -116,3 +121,52 @@ def test_the_new_task_on_the_miniature_is_one_line_before_any_compute(
     assert len(error) == 1 and error[0].startswith("xstilts: error: data.source=miniature: no miniature")
     assert "rte_local" in error[0]
     assert not (tmp_path / "run").exists()
+
+
+PLUGIN = """
+from trainers.tasks import TaskSpec, TaskType, register_task
+
+register_task(
+    TaskSpec(
+        name="rte_plugin",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=None,
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"},
+        label_names=("entailment", "not_entailment"),
+        role="intermediate",
+        description="A task registered from outside the repository.",
+        train_size=64,
+    )
+)
+"""
+
+
+def _xstilts(tmp_path: Path, modules: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``xstilts ARGS`` in a fresh process with ``XSTILTS_TASK_MODULES=modules``, ``tmp_path`` importable."""
+    env = dict(os.environ, XSTILTS_TASK_MODULES=modules)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_task_module_named_in_the_environment_registers_its_tasks_in_every_process(tmp_path: Path) -> None:
+    (tmp_path / "my_tasks.py").write_text(PLUGIN, encoding="utf-8")
+    done = _xstilts(tmp_path, "my_tasks", "tasks")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split()[:2] for line in done.stdout.splitlines() if line.startswith("rte_plugin")]
+    assert listed == [["rte_plugin", "intermediate"]]
+
+
+def test_a_task_module_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
+    done = _xstilts(tmp_path, "no_such_tasks_module", "tasks")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "xstilts: error: XSTILTS_TASK_MODULES: cannot import 'no_such_tasks_module' "
+        "(No module named 'no_such_tasks_module')"
+    ]

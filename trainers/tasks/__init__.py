@@ -8,6 +8,8 @@ data comes from the hub, local files or an XTREME download; a miniature generato
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any
 
 from trainers.errors import UserError
@@ -34,6 +36,10 @@ def get_task(name: str) -> TaskSpec:
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
+class TaskRegistryError(UserError, ValueError):
+    """A task that cannot join the registry (its name is taken, its role unknown)."""
+
+
 ROLES = ("target", "intermediate", "both")
 """The values of ``TaskSpec.role``."""
 
@@ -41,19 +47,38 @@ ROLES = ("target", "intermediate", "both")
 def register_task(task: TaskSpec) -> TaskSpec:
     """Add ``task`` to the registry of this process, as one entry in ``xtreme.py`` or ``intermediate.py`` does.
 
-    For tasks kept outside this repository (a plugin imported before the run) and for tests: configs,
+    For tasks kept outside this repository (a module named in ``XSTILTS_TASK_MODULES``) and for tests: configs,
     ``xstilts run`` and ``python -m trainers`` in this process see it. Search spaces read the task lists
     fixed at import (``TARGET_TASKS``, ``INTERMEDIATE_TASK_NAMES``): a task to search over is an entry in
     the registry's files.
     """
     if task.name in TASKS:
-        raise ValueError(f"register_task: a task named {task.name!r} is already registered")
+        raise TaskRegistryError(f"register_task: a task named {task.name!r} is already registered")
     if task.role not in ROLES:
-        raise ValueError(
+        raise TaskRegistryError(
             f"register_task: {task.name}: role must be one of {', '.join(ROLES)}, got {task.role!r}"
         )
     TASKS[task.name] = task
     return task
+
+
+TASK_MODULES_ENV = "XSTILTS_TASK_MODULES"
+"""Comma-separated modules imported when the registry loads, each registering its tasks (``register_task``).
+
+Every process that loads the registry with the variable set imports them (``xstilts``, ``python -m trainers``,
+and Ray workers that inherit the environment: a local cluster this process starts), so tasks kept outside
+this repository need no edit here.
+"""
+
+
+def _import_task_modules() -> None:
+    for name in (part.strip() for part in os.environ.get(TASK_MODULES_ENV, "").split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise UserError(f"{TASK_MODULES_ENV}: cannot import {name!r} ({error})") from None
 
 
 def __getattr__(name: str) -> Any:
@@ -70,6 +95,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_import_task_modules()  # last: the modules import this one's names
+
 __all__ = [
     "CANONICAL_COLUMNS",
     "INTERMEDIATE_TASK_NAMES",
@@ -78,7 +105,9 @@ __all__ = [
     "SPLITS",
     "TARGET_TASKS",
     "TASKS",
+    "TASK_MODULES_ENV",
     "HubSource",
+    "TaskRegistryError",
     "TaskSpec",
     "TaskType",
     "UnknownTaskError",
