@@ -9,7 +9,7 @@ On disk, under a root (``data.data_dir``, or ``<data.cache_dir>/data``)::
 The view is what the ``local`` loader reads (``<root>/<task>/<lang>/<split>.jsonl``). Its name hashes the
 task versions it links, so adding a task, or bumping one task's version, makes a new view that links the
 other tasks' existing directories: only that task is generated. Every directory appears by an atomic rename
-(``build_directory_once``), so concurrent callers see a complete directory or none.
+(``trainers._atomic.build_directory``), so concurrent callers see a complete directory or none.
 """
 
 from __future__ import annotations
