@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from trainers import keys
 from trainers.config import TransferConfig
 from trainers.worker import Plan, run_local
 
@@ -45,14 +46,14 @@ def main() -> None:
                 foreign = [
                     v
                     for k, v in metrics.items()
-                    if k.startswith("zero_shot/") and k.count("/") == 1 and not k.endswith("/en")
+                    if k.startswith(keys.ZERO_SHOT + "/") and k.count("/") == 1 and not k.endswith("/en")
                 ]
                 rows.append(
                     (
                         encoder,
                         target,
-                        metrics["time/target_step_s"],
-                        metrics["en_dev"],
+                        metrics[keys.TIME_STEP_S.format(phase="target")],
+                        metrics[keys.EN_DEV],
                         sum(foreign) / len(foreign),
                     )
                 )

@@ -145,6 +145,7 @@ def run_cell(
     cell: Cell, cache_dir: str, scratch: Path, intermediate_costs: dict[str, dict[str, float]]
 ) -> dict:
     """Train and evaluate one cell; return its row."""
+    from trainers import keys
     from trainers.checkpoint_cache import intermediate_key
     from trainers.worker import Plan, run_local
 
@@ -157,8 +158,8 @@ def run_cell(
     reports = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     # The learning curve: every periodic evaluation, then the final one; seconds counted from the
     # target phase's first report (step 0), which is sent after phase 1.
-    target_start = next(r["time"] for r in reports if r.get("target_step") == 0)
-    curve = [r for r in reports if "en_dev" in r and r.get("target_step", 0) > 0]
+    target_start = next(r["time"] for r in reports if r.get(keys.TARGET_STEP) == 0)
+    curve = [r for r in reports if keys.EN_DEV in r and r.get(keys.TARGET_STEP, 0) > 0]
     row: dict[str, Any] = {
         "cell": cell.key,
         "target": cell.target,
@@ -167,29 +168,30 @@ def run_cell(
         "freeze_depth": cell.freeze_depth,
         "target_lr": cell.target_lr,
         "seed": cell.seed,
-        "curve_step": [int(r["target_step"]) for r in curve],
-        "curve_en_dev": [float(r["en_dev"]) for r in curve],
-        "curve_target_dev": [float(r.get("target_dev_avg_non_en", float("nan"))) for r in curve],
+        "curve_step": [int(r[keys.TARGET_STEP]) for r in curve],
+        "curve_en_dev": [float(r[keys.EN_DEV]) for r in curve],
+        "curve_target_dev": [float(r.get(keys.TARGET_DEV_AVG_NON_EN, float("nan"))) for r in curve],
         "curve_s": [float(r["time"] - target_start) for r in curve],
-        "en_dev": float(metrics.get("en_dev", float("nan"))),
-        "target_dev_avg_non_en": float(metrics.get("target_dev_avg_non_en", float("nan"))),
-        "zero_shot_avg": float(metrics["zero_shot_avg"]),
-        "zero_shot_avg_non_en": float(metrics.get("zero_shot_avg_non_en", float("nan"))),
+        # The final scores under the metrics' own names (search/replay.py reports them back by these).
+        keys.EN_DEV: float(metrics.get(keys.EN_DEV, float("nan"))),
+        keys.TARGET_DEV_AVG_NON_EN: float(metrics.get(keys.TARGET_DEV_AVG_NON_EN, float("nan"))),
+        keys.ZERO_SHOT_AVG: float(metrics[keys.ZERO_SHOT_AVG]),
+        keys.ZERO_SHOT_AVG_NON_EN: float(metrics.get(keys.ZERO_SHOT_AVG_NON_EN, float("nan"))),
         "zero_shot": {
             k.split("/")[1]: float(v)
             for k, v in metrics.items()
-            if k.count("/") == 1 and k.startswith("zero_shot/")
+            if k.count("/") == 1 and k.startswith(keys.ZERO_SHOT + "/")
         },
         "target_steps": 0 if cell.target == "tatoeba" else TARGET_STEPS,
-        "target_s": float(metrics.get("time/target_s", 0.0)),
-        "eval_s": float(metrics.get("time/eval_s", 0.0)),
+        "target_s": float(metrics.get(keys.TIME_PHASE_S.format(phase="target"), 0.0)),
+        "eval_s": float(metrics.get(keys.TIME_PHASE_S.format(phase="eval"), 0.0)),
         "wall_s": wall,
     }
     if cell.intermediate:
         key = intermediate_key(config)
-        if metrics.get("intermediate_reused") != 1.0:
+        if metrics.get(keys.INTERMEDIATE_REUSED) != 1.0:
             intermediate_costs[key] = {
-                "s": float(metrics["time/intermediate_s"]),
+                "s": float(metrics[keys.TIME_PHASE_S.format(phase="intermediate")]),
                 "steps": float(cell.intermediate_steps),
             }
         row["intermediate_key"] = key
@@ -222,6 +224,8 @@ def summary(path: Path) -> str:
     """Markdown tables of a written grid: what it holds, what each intermediate task gains, what it costs."""
     import pandas as pd
 
+    from trainers import keys
+
     frame = pd.read_parquet(path)
     lines = [
         f"{path}: {len(frame)} rows, {frame['seed'].nunique()} seeds, {path.stat().st_size / 1e6:.2f} MB",
@@ -231,8 +235,8 @@ def summary(path: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for target, rows in frame.groupby("target", sort=False):
-        best = rows.loc[rows.groupby("seed")["zero_shot_avg"].idxmax()]
-        base = rows[rows["intermediate"] == "none"].groupby("seed")["zero_shot_avg"].max()
+        best = rows.loc[rows.groupby("seed")[keys.ZERO_SHOT_AVG].idxmax()]
+        base = rows[rows["intermediate"] == "none"].groupby("seed")[keys.ZERO_SHOT_AVG].max()
         first = best.iloc[0]
         config = (
             f"{first['intermediate']}@{first['intermediate_steps']}, freeze {first['freeze_depth']}, "
@@ -251,7 +255,7 @@ def summary(path: Path) -> str:
     targets = list(frame["target"].unique())
     lines.append("| intermediate | steps | " + " | ".join(targets) + " | intermediate s (median) |")
     lines.append("|---|---|" + "---|" * len(targets) + "---|")
-    per = frame.groupby(["target", "seed", "intermediate", "intermediate_steps"])["zero_shot_avg"].max()
+    per = frame.groupby(["target", "seed", "intermediate", "intermediate_steps"])[keys.ZERO_SHOT_AVG].max()
     base_by = {t: per[t].xs("none", level="intermediate").groupby("seed").max() for t in targets}
     for (name, steps), rows in frame.groupby(["intermediate", "intermediate_steps"], sort=False):
         if name == "none":

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from scipy.stats import kendalltau, spearmanr
 
+    from trainers.keys import ZERO_SHOT_AVG
     from trainers.transferability import logme, target_features
 
     torch.set_num_threads(1)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets:
         for seed in seeds:
             rows = frame[(frame["target"] == target) & (frame["seed"] == seed)]
-            truth = rows.groupby(["intermediate", "intermediate_steps"])["zero_shot_avg"].max()
+            truth = rows.groupby(["intermediate", "intermediate_steps"])[ZERO_SHOT_AVG].max()
             scores = {}
             for (name, steps), _ in truth.items():
                 cell = next(

@@ -47,6 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trainers import keys  # noqa: E402  (standard library only; found through ROOT when run as a script)
+
 TARGETS = ("udpos", "panx")
 WITHIN = 1.0  # points of the selection metric from the grid's best
 
@@ -89,7 +91,7 @@ class Grid:
 
     def best_zero_shot(self, target: str) -> float:
         """The oracle: the best zero-shot average any cell reached."""
-        return max(r["zero_shot_avg"] for r in self.of(target))
+        return max(r[keys.ZERO_SHOT_AVG] for r in self.of(target))
 
     def total_cost(self, targets: tuple[str, ...]) -> tuple[float, float]:
         """Device-seconds and optimizer steps of the whole grid: each intermediate once, every cell."""
@@ -129,7 +131,7 @@ def grid_method(grid: Grid, seed: int, targets: tuple[str, ...], metric: str) ->
             cost += row["intermediate_s"] / len(targets)
             steps += row["intermediate_steps"] / len(targets)
         outcome.trials.append(
-            Trial(row["target"], cost, steps, trained, True, row[metric], row["zero_shot_avg"])
+            Trial(row["target"], cost, steps, trained, True, row[metric], row[keys.ZERO_SHOT_AVG])
         )
     return outcome
 
@@ -150,7 +152,7 @@ def random_method(grid: Grid, seed: int, samples: int, targets: tuple[str, ...],
                     bool(row["intermediate_key"]),
                     True,
                     row[metric],
-                    row["zero_shot_avg"],
+                    row[keys.ZERO_SHOT_AVG],
                 )
             )
     return outcome
@@ -265,16 +267,16 @@ def driver_method(
         last[report["trial_id"]] = {**last.get(report["trial_id"], {}), **report}
     outcome = Outcome(method, seed)
     for metrics in last.values():
-        finished = metrics.get("finished") == 1.0
+        finished = metrics.get(keys.FINISHED) == 1.0
         outcome.trials.append(
             Trial(
                 metrics["target"],
-                float(metrics["cost/gpu_s"]),
-                float(metrics["cost/steps"]),
-                float(metrics["cost/intermediate_gpu_s"]) > 0,
+                float(metrics[keys.COST_GPU_S]),
+                float(metrics[keys.COST_STEPS]),
+                float(metrics[keys.COST_PHASE_GPU_S.format(phase="intermediate")]) > 0,
                 finished,
                 float(metrics.get(metric, float("nan"))),
-                float(metrics.get("zero_shot_avg", float("nan"))),
+                float(metrics.get(keys.ZERO_SHOT_AVG, float("nan"))),
             )
         )
     return outcome
@@ -365,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     parser.add_argument(
         "--metric",
-        default="en_dev",
-        choices=["en_dev", "target_dev_avg_non_en"],
+        default=keys.EN_DEV,
+        choices=[keys.EN_DEV, keys.TARGET_DEV_AVG_NON_EN],
         help="the selection metric the searches optimise and select on (docs/selection.md)",
     )
     parser.add_argument("--methods", nargs="+", default=["grid", "random", "tune_no_reuse", "xstilts"])

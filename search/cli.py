@@ -9,6 +9,9 @@ import sys
 from importlib import resources
 from typing import Any, TypeVar
 
+from search.layout import DEFAULT_STORAGE, EXPERIMENT_PREFIX, SearchLayout  # standard library only
+from trainers import keys  # standard library only
+
 T = TypeVar("T")
 
 DEFAULT_RUN_CONFIG = "defaults/run.yaml"
@@ -93,13 +96,13 @@ def search_summary(outcomes: list[Any], options: Any) -> str:
             f"  best trial {best['trial_id']}: " + ", ".join(f"{k}={v}" for k, v in best["config"].items())
         )
         # Retrieval targets report no en_dev (no English dev set; docs/selection.md).
-        en_dev = "n/a" if best["en_dev"] is None else f"{best['en_dev']:.2f}"
+        en_dev = "n/a" if best[keys.EN_DEV] is None else f"{best[keys.EN_DEV]:.2f}"
         lines.append(
-            f"  en_dev={en_dev}  zero_shot_avg={best['zero_shot_avg']:.2f}  "
-            f"intermediate reused={bool(best['intermediate_reused'])}"
+            f"  {keys.EN_DEV}={en_dev}  {keys.ZERO_SHOT_AVG}={best[keys.ZERO_SHOT_AVG]:.2f}  "
+            f"intermediate reused={bool(best[keys.INTERMEDIATE_REUSED])}"
         )
     uri = options.tracking_uri or tracking.default_tracking_uri()
-    name = f"xstilts-{outcomes[0].search if outcomes else ''}"
+    name = SearchLayout(outcomes[0].search if outcomes else "").experiment_name
     lines.append(f"MLflow: experiment {name} at {uri}")
     experiment = tracking.existing_experiment(uri, name)
     if uri.startswith(("http://", "https://")):
@@ -160,7 +163,9 @@ def add_select_parser(commands: Any) -> None:
         "--config), tag the winning MLflow run best=true and log a selection run with the rankings. "
         "Both criteria's winners are always shown, with how often they disagree.",
     )
-    select.add_argument("--search", required=True, help="the search name (experiment xstilts-<name>)")
+    select.add_argument(
+        "--search", required=True, help=f"the search name (experiment {EXPERIMENT_PREFIX}-<name>)"
+    )
     select.add_argument(
         "--criterion",
         choices=("en_dev", "target_dev"),
@@ -207,16 +212,18 @@ def add_report_parser(commands: Any) -> None:
         "and the winners' per-language scores (PNG) plus summary.md, and log them under report/ of the "
         "search's selection run.",
     )
-    report.add_argument("--search", required=True, help="the search name (experiment xstilts-<name>)")
+    report.add_argument(
+        "--search", required=True, help=f"the search name (experiment {EXPERIMENT_PREFIX}-<name>)"
+    )
     report.add_argument("--out", help="output directory (default: reports/<search>)")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlruns/mlflow.db)")
     report.add_argument(
-        "--storage", default="runs/searches", help="the search's --storage, where its Optuna database is"
+        "--storage", default=DEFAULT_STORAGE, help="the search's --storage, where its Optuna database is"
     )
     report.add_argument(
         "--pick",
-        choices=("zero_shot_avg", "en_dev", "target_dev"),
-        default="zero_shot_avg",
+        choices=(keys.ZERO_SHOT_AVG, "en_dev", "target_dev"),
+        default=keys.ZERO_SHOT_AVG,
         help="how the heatmap picks the best trial of a cell (default: by zero_shot_avg itself)",
     )
     report.add_argument(
@@ -261,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     search.add_argument(
         "--storage",
-        default=os.environ.get("XSTILTS_STORAGE", "runs/searches"),
-        help="Tune/Train storage: a path or s3:// URI (default: $XSTILTS_STORAGE, else runs/searches)",
+        default=os.environ.get("XSTILTS_STORAGE", DEFAULT_STORAGE),
+        help=f"Tune/Train storage: a path or s3:// URI (default: $XSTILTS_STORAGE, else {DEFAULT_STORAGE})",
     )
     search.add_argument(
         "--tracking-uri",

@@ -25,6 +25,7 @@ from typing import Any
 
 from search.space import TARGET, CategoricalParam, FloatParam, SearchSpace
 from search.trial import TrialSettings, claim_intermediate, trial_config
+from trainers import keys
 from trainers.checkpoint_cache import CheckpointCache, at_steps, intermediate_key, intermediate_run
 from trainers.config import TransferConfig
 from trainers.errors import UserError
@@ -162,8 +163,8 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
     def report(metrics: dict[str, Any], target_cost: float) -> None:
         metrics = {
             **metrics,
-            "intermediate_reused": reused,
-            "cost/steps": intermediate_steps + float(metrics.get("target_step", 0)),
+            keys.INTERMEDIATE_REUSED: reused,
+            keys.COST_STEPS: intermediate_steps + float(metrics.get(keys.TARGET_STEP, 0)),
             COST_PHASE_GPU_S.format(phase="intermediate"): intermediate_cost,
             COST_PHASE_GPU_S.format(phase="target"): target_cost,
             COST_GPU_S: intermediate_cost + target_cost,
@@ -178,7 +179,7 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
             )
         tune.report(metrics)
 
-    report({"target_step": 0}, 0.0)
+    report({keys.TARGET_STEP: 0}, 0.0)
     steps, en_dev, target_dev, seconds = (
         row["curve_step"],
         row["curve_en_dev"],
@@ -190,9 +191,9 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
         report(_final_metrics(row), final_cost)
         return
     for index, step in enumerate(steps):
-        metrics: dict[str, Any] = {"target_step": int(step), "en_dev": en_dev[index]}
+        metrics: dict[str, Any] = {keys.TARGET_STEP: int(step), keys.EN_DEV: en_dev[index]}
         if not math.isnan(target_dev[index]):
-            metrics["target_dev_avg_non_en"] = target_dev[index]
+            metrics[keys.TARGET_DEV_AVG_NON_EN] = target_dev[index]
         if index == len(steps) - 1:
             report({**metrics, **_final_metrics(row)}, float(row["target_s"]) + float(row["eval_s"]))
         else:
@@ -201,10 +202,14 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
 
 def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {
-        "zero_shot_avg": float(row["zero_shot_avg"]),
-        **{f"zero_shot/{lang}": float(v) for lang, v in row["zero_shot"].items() if v is not None},
+        keys.ZERO_SHOT_AVG: float(row[keys.ZERO_SHOT_AVG]),
+        **{
+            keys.ZERO_SHOT_LANG.format(lang=lang): float(v)
+            for lang, v in row["zero_shot"].items()
+            if v is not None
+        },
         FINISHED: 1.0,
     }
-    if not math.isnan(float(row["en_dev"])):
-        metrics["en_dev"] = float(row["en_dev"])
+    if not math.isnan(float(row[keys.EN_DEV])):
+        metrics[keys.EN_DEV] = float(row[keys.EN_DEV])
     return metrics

@@ -19,17 +19,19 @@ from ray.tune import Callback
 
 # Defined with the other import-free checks (the CLI runs them before Ray loads); used here as tracking.*.
 from search.checks import TrackingError, check_tracking_uri  # noqa: F401
+from trainers import keys
 from trainers.config import flatten
-from trainers.keys import FINISHED
+from trainers.keys import (  # the tags' names live with every other name select and report read back
+    FINISHED,
+    KIND_TAG,
+    SEARCH_TAG,
+    STALLED_TAG,
+    STATUS_TAG,
+    TARGET_TAG,
+    TERMINAL,
+    TRIAL_TAG,
+)
 
-SEARCH_TAG = "xstilts.search"
-TRIAL_TAG = "xstilts.trial_id"
-TARGET_TAG = "xstilts.target"
-STATUS_TAG = "xstilts.status"
-KIND_TAG = "xstilts.kind"
-STALLED_TAG = "xstilts.stalled"
-"""Set on a running trial's run while it has reported nothing for longer than the watchdog's bound."""
-TERMINAL = frozenset({"completed", "early_stopped", "failed"})
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment tag MLflow 3's UI reads to pick an experiment's view (its ``ExperimentKind`` values)."""
 MODEL_TRAINING = "custom_model_development"
@@ -116,10 +118,12 @@ def find_run(uri: str, experiment: str, tags: dict[str, str]) -> str | None:
 def parent_run(uri: str, experiment: str, search: str, params: dict[str, Any]) -> str:
     """The search's parent run: found by tag, or created with ``params``."""
     client = _client(uri)
-    found = find_run(uri, experiment, {SEARCH_TAG: search, KIND_TAG: "search"})
+    found = find_run(uri, experiment, {SEARCH_TAG: search, KIND_TAG: keys.KIND_SEARCH})
     if found is not None:
         return found
-    run = client.create_run(experiment, run_name=search, tags={SEARCH_TAG: search, KIND_TAG: "search"})
+    run = client.create_run(
+        experiment, run_name=search, tags={SEARCH_TAG: search, KIND_TAG: keys.KIND_SEARCH}
+    )
     log_params(client, run.info.run_id, params)
     return str(run.info.run_id)
 
@@ -218,8 +222,8 @@ class TrialTracker(Callback):
                 tags={
                     **tags,
                     TARGET_TAG: self.target,
-                    KIND_TAG: "trial",
-                    STATUS_TAG: "running",
+                    KIND_TAG: keys.KIND_TRIAL,
+                    STATUS_TAG: keys.RUNNING,
                     "mlflow.parentRunId": self.parent_id,
                 },
             )
@@ -241,7 +245,7 @@ class TrialTracker(Callback):
         """Open (or re-open) the child run."""
         run_id = self.run_id(trial)
         if run_id not in self.closed:
-            self.client.set_tag(run_id, STATUS_TAG, "running")
+            self.client.set_tag(run_id, STATUS_TAG, keys.RUNNING)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -252,7 +256,7 @@ class TrialTracker(Callback):
         run_id = self.run_id(trial)
         if run_id in self.closed:
             return
-        step = int(result.get("target_step", 0) or 0)
+        step = int(result.get(keys.TARGET_STEP, 0) or 0)
         stamp = int(result.get("timestamp", 0) * 1000)
         metrics = [Metric(k, v, stamp, step) for k, v in numeric_metrics(result).items()]
         for start in range(0, len(metrics), 1000):
@@ -261,11 +265,11 @@ class TrialTracker(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Completed the full budget, or stopped early by the scheduler."""
         done = (trial.last_result or {}).get(FINISHED) == 1.0
-        self._finish(trial, "completed" if done else "early_stopped", "FINISHED")
+        self._finish(trial, keys.COMPLETED if done else keys.EARLY_STOPPED, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """The trial failed (after its retries)."""
-        self._finish(trial, "failed", "FAILED")
+        self._finish(trial, keys.FAILED, "FAILED")
 
     def flag_stalled(self, trial: Any, silent_s: float) -> None:
         """Tag the trial's run: it has reported nothing for ``silent_s`` (``StallWatch``'s ``on_stall``)."""
@@ -283,7 +287,7 @@ class TrialTracker(Callback):
         run_id = self.run_id(trial)
         if run_id in self.closed:
             return
-        if status != "failed" and STALLED_TAG in self.client.get_run(run_id).data.tags:
+        if status != keys.FAILED and STALLED_TAG in self.client.get_run(run_id).data.tags:
             self.client.delete_tag(run_id, STALLED_TAG)  # it moved on; on a failure the tag is evidence
         self.client.set_tag(run_id, STATUS_TAG, status)
         self.client.set_terminated(run_id, status=mlflow_status)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from search.layout import SearchLayout
 from search.space._params import (
     INTERMEDIATE_TASK,
     MIXTURE_SEPARATOR,
@@ -68,8 +69,8 @@ class SearchSpace:
         return target
 
     def study_name(self, target: str) -> str:
-        """The Optuna/Tune study name of ``target``'s study."""
-        return f"{self.name}.{self.check_target(target)}"
+        """The Optuna/Tune study name of ``target``'s study, in a search named after the space."""
+        return SearchLayout(self.name).study_name(self.check_target(target))
 
     def define_by_run(self, target: str) -> DefineByRun:
         """The define-by-run function of ``target``'s study."""
