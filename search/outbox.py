@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,9 +215,10 @@ class BufferedTracker(Callback):
         self.outbox = Outbox(Path(journal))
         self.final_wait_s = final_wait_s
         self._session_marked = False
+        self._known_token: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_session_marked": False}
+        return {**self.__dict__, "_session_marked": False, "_known_token": None}
 
     @property
     def run_ids(self) -> dict[str, str]:
@@ -247,6 +249,11 @@ class BufferedTracker(Callback):
             self.tracker.run_ids.clear()
             self.tracker.closed.clear()
             return
+        if hook == "known":
+            # Only this driver's own list: an earlier driver's, replayed now, is out of date.
+            if entry["token"] == self._known_token:
+                self.tracker.forget_lost(set(entry["trial_ids"]))
+            return
         trial = _Trial(entry["trial_id"], entry["config"], entry["last_result"])
         if hook == "start":
             self.tracker.on_trial_start(0, [], trial)
@@ -274,7 +281,15 @@ class BufferedTracker(Callback):
         self.outbox.flush(self._apply, force=True)
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        """Retry buffered writes once their backoff has passed, even while no trial reports."""
+        """Retry buffered writes once their backoff has passed, even while no trial reports.
+
+        At the first step, journal the trials Tune knows (after ``--resume``: those it restored), so that
+        runs of trials it lost with a killed driver are deleted (``TrialTracker.forget_lost``).
+        """
+        if self._known_token is None:
+            self._known_token = uuid.uuid4().hex
+            ids = sorted(t.trial_id for t in trials)
+            self.outbox.put({"hook": "known", "token": self._known_token, "trial_ids": ids})
         self.outbox.flush(self._apply)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -123,6 +123,20 @@ def trial_resources(space: SearchSpace) -> dict[str, float]:
     return {kind: scaling.num_workers * amount for kind, amount in _per_worker(scaling).items()}
 
 
+def runs_in_process(scaling: ScalingConfig) -> bool:
+    """Whether a trial runs its one worker in its own process instead of starting a Ray Train job."""
+    return scaling.num_workers == 1 and scaling.worker_group == "auto"
+
+
+def trial_actor_resources(space: SearchSpace, cluster: dict[str, float]) -> dict[str, float]:
+    """What each trial's own actor requests: its worker's resources when it runs the worker itself,
+    else a sliver (``trial_driver_resources``) beside the Train job that holds them."""
+    scaling = _scaling(space)
+    if runs_in_process(scaling):
+        return {kind: amount for kind, amount in _per_worker(scaling).items() if amount}
+    return trial_driver_resources(cluster)
+
+
 def trial_driver_resources(cluster: dict[str, float]) -> dict[str, float]:
     """What each trial's own actor requests (it only waits on its Train job; Train's controller joins it).
 
@@ -147,8 +161,9 @@ def concurrent_trials(space: SearchSpace, cluster: dict[str, float], override: i
     need = trial_resources(space)
     if need["GPU"]:
         return max(1, int(cluster.get("GPU", 0) // need["GPU"]))
-    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs (none where it sits on the head).
-    driver_cpus = trial_driver_resources(cluster).get("CPU", 0.0)
+    # Each trial's driver holds a sliver of a CPU beside its workers' CPUs (none where it sits on the head,
+    # or where it runs its one worker itself).
+    driver_cpus = 0.0 if runs_in_process(_scaling(space)) else trial_driver_resources(cluster).get("CPU", 0.0)
     return max(1, int(cluster.get("CPU", 0) // (need["CPU"] + driver_cpus)))
 
 

@@ -271,6 +271,36 @@ class TrialTracker(Callback):
         """The trial failed (after its retries)."""
         self._finish(trial, keys.FAILED, "FAILED")
 
+    def forget_lost(self, known: set[str]) -> list[str]:
+        """Delete the runs of trials a killed driver started but Tune's last snapshot never held.
+
+        Tune snapshots its experiment every few seconds; a trial started after the last snapshot before
+        the driver died is unknown to ``--resume``, which starts a new trial in its place. The old trial's
+        run would stay "running" beside the new one's: it is deleted (MLflow's soft delete: restorable,
+        hidden from the UI, ``select`` and ``report``). ``known`` holds the ids of the trials Tune restored.
+        Returns the deleted trials' ids.
+        """
+        query = (
+            f"tags.`{SEARCH_TAG}` = '{self.search}' and tags.`{TARGET_TAG}` = '{self.target}' "
+            f"and tags.`{KIND_TAG}` = 'trial' and tags.`{STATUS_TAG}` = 'running'"
+        )
+        lost = [
+            run
+            for run in self.client.search_runs([self.experiment], filter_string=query, max_results=10_000)
+            if run.data.tags.get(TRIAL_TAG) not in known
+        ]
+        for run in lost:
+            self.client.delete_run(run.info.run_id)
+            self.run_ids.pop(run.data.tags.get(TRIAL_TAG, ""), None)
+        ids = sorted(run.data.tags.get(TRIAL_TAG, "?") for run in lost)
+        if ids:
+            print(
+                f"{self.target}: {len(ids)} trial(s) the interrupted driver had started after Tune's last "
+                f"snapshot ({', '.join(ids)}) are replaced by new ones; their MLflow runs are deleted (restorable)",
+                flush=True,
+            )
+        return ids
+
     def flag_stalled(self, trial: Any, silent_s: float) -> None:
         """Tag the trial's run: it has reported nothing for ``silent_s`` (``StallWatch``'s ``on_stall``)."""
         run_id = self.run_id(trial)

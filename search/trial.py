@@ -1,4 +1,4 @@
-"""One trial: a point of the space -> a plan of phases -> one Ray Train job.
+"""One trial: a point of the space -> a plan of phases -> one Ray Train job (or, with one worker, this process).
 
 The plan reuses a cached intermediate checkpoint when one exists. When several trials want the
 same missing checkpoint, the first takes a lease and trains it; the others wait for it to be
@@ -79,7 +79,8 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     # Here, not at the top: the trainer stack (torch, DeepSpeed) is what a real trial needs, and importing
     # this module for TrialSettings or trial_config (the driver, a replayed trial) must not pay for it.
     from search.launch import ray_address_pinned, trainer_for
-    from trainers.worker import Plan
+    from search.resources import runs_in_process
+    from trainers.worker import Plan, run_in_trial
 
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(settings, params, trial_id)
@@ -92,6 +93,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
             lease.keep_alive(settings.lease_ttl_s / 3)
     try:
         plan.launched_at = time.time()
+        if runs_in_process(config.scaling):
+            # One worker: this process is it (Tune gave it the worker's resources); nothing to start.
+            run_in_trial(plan)
+            return
         trainer = trainer_for(
             plan,
             name=f"{settings.search}-{trial_id}",

@@ -28,7 +28,8 @@ from search.resources import (
     check_resources,
     concurrent_trials,
     current_reach,
-    trial_driver_resources,
+    runs_in_process,
+    trial_actor_resources,
 )
 from search.space import INTERMEDIATE_TASK, DefineByRun, SearchSpace, load_space
 from search.trial import TrialSettings, run_trial, trial_config
@@ -331,11 +332,13 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                 cache_root=cache_root,
                 train_storage=layout.train_storage,
             )
-            # The trial function only waits on its Train job, whose workers hold the real resources; Tune
-            # needs a non-empty request: a sliver of the head (on a cluster) or of a CPU.
+            # A trial whose one worker runs in its own process holds that worker's resources; otherwise the
+            # trial function only waits on its Train job, whose workers hold them, and Tune needs a
+            # non-empty request: a sliver of the head (on a cluster) or of a CPU.
             trainable = tune.with_resources(
-                _trial_function(settings, options), trial_driver_resources(reach.total)
+                _trial_function(settings, options), trial_actor_resources(space, reach.total)
             )
+            in_process = options.replay is None and runs_in_process(space.base_config(target).scaling)
             path = layout.tune_path(target)
 
             def params_of(
@@ -368,8 +371,9 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                         max_concurrent_trials=concurrent_trials(
                             space, reach.total, options.max_concurrent_trials
                         ),
-                        # A replayed trial is a table lookup: starting a process for each would dominate.
-                        reuse_actors=options.replay is not None,
+                        # A replayed trial is a table lookup: starting a process for each would dominate. A trial
+                        # that trains in its own process hands the next one its imports and process group.
+                        reuse_actors=options.replay is not None or in_process,
                     ),
                     run_config=tune.RunConfig(
                         name=target,
@@ -379,6 +383,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                         # The status table alone: trials' results are in it (and in MLflow), not a line each.
                         verbose=1,
                         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                        # The checkpoints in-process trials report (Ray Train jobs keep theirs in train storage).
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     ),
                 )
             results = tuner.fit()

@@ -24,12 +24,14 @@ def tiny_study(
     target: dict[str, Any],
     scheduler: dict[str, Any],
     languages: list[str],
+    worker_group: str = "auto",
 ) -> Path:
     """Write ``<name>.yaml``: a udpos study on the tiny encoder, none vs ccg as intermediate task.
 
     The intermediate learning rate is fixed, so intermediate-checkpoint keys repeat across trials (the
     cache is exercised), and the two seeded points are the no-intermediate baseline and ccg.
-    ``target`` adds to the target phase's settings (steps, eval and checkpoint intervals).
+    ``target`` adds to the target phase's settings (steps, eval and checkpoint intervals);
+    ``worker_group`` is ``scaling.worker_group`` (``always``: each trial a Ray Train job).
     """
     space = {
         "name": name,
@@ -43,7 +45,7 @@ def tiny_study(
                 "max_eval_examples": 16,
             },
             # One Train worker per trial, sized so that one fits on a 1-CPU node next to nothing else.
-            "scaling": {"num_workers": 1, "cpus_per_worker": 0.95},
+            "scaling": {"num_workers": 1, "cpus_per_worker": 0.95, "worker_group": worker_group},
             "intermediate": {"batch_size": 8, "max_steps": 4},
             "target": {"batch_size": 8, **target},
             "evaluation": {"languages": languages},

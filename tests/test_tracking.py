@@ -94,3 +94,26 @@ def test_the_search_summary_creates_no_store(tmp_path: Path) -> None:
 
     assert "workflowType" not in text
     assert not missing.parent.exists()
+
+
+def test_runs_of_a_killed_driver_s_trials_tune_never_snapshotted_are_deleted(tmp_path: Path) -> None:
+    from fake_search import params_of
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path)
+    trials = [
+        FakeTrial("kept", "udpos", status="running"),  # in Tune's snapshot: --resume continues it
+        FakeTrial("lost", "udpos", status="running"),  # started after the snapshot: Tune replaces it
+        FakeTrial("done", "udpos"),
+        FakeTrial("other", "panx", status="running"),  # another target's study
+    ]
+    ids = log_search(uri, "s", trials)
+    client = MlflowClient(tracking_uri=uri)
+    kept = client.get_run(ids["kept"])
+    tracker = tracking.TrialTracker(
+        uri, kept.info.experiment_id, kept.data.tags["mlflow.parentRunId"], "s", "udpos", params_of
+    )
+    assert tracker.forget_lost({"kept"}) == ["lost"]
+    stages = {trial: client.get_run(run).info.lifecycle_stage for trial, run in ids.items()}
+    assert stages == {"kept": "active", "lost": "deleted", "done": "active", "other": "active"}
+    assert tracker.forget_lost({"kept"}) == []  # nothing left to delete

@@ -18,6 +18,8 @@ from search.resources import (
     check_resources,
     cluster_reach,
     concurrent_trials,
+    runs_in_process,
+    trial_actor_resources,
     trial_resources,
 )
 from search.space import load_space
@@ -40,6 +42,25 @@ def test_concurrency_counts_each_trial_driver_beside_its_workers() -> None:
     xtreme = load_space("xtreme")
     per_trial = trial_resources(xtreme)["GPU"]
     assert concurrent_trials(xtreme, {"CPU": 64.0, "GPU": 4 * per_trial}, None) == 4
+
+
+def test_a_one_worker_trial_holds_its_worker_s_resources_in_its_own_actor(tmp_path: Path) -> None:
+    demo = load_space("demo")  # one worker of 0.95 CPU: the trial's own actor runs it
+    assert runs_in_process(demo.base_config("udpos").scaling)
+    assert trial_actor_resources(demo, {"CPU": 2.0}) == {"CPU": 0.95}
+    assert trial_actor_resources(demo, {"CPU": 2.0, "head": 1.0}) == {"CPU": 0.95}  # trains on a worker node
+    data = yaml.safe_load((ROOT / "spaces" / "demo.yaml").read_text())
+    data["base"]["scaling"]["worker_group"] = "always"
+    (tmp_path / "always.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    always = load_space(str(tmp_path / "always.yaml"))  # each trial a Ray Train job beside a sliver of a CPU
+    assert not runs_in_process(always.base_config("udpos").scaling)
+    assert trial_actor_resources(always, {"CPU": 2.0}) == {"CPU": 0.01}
+    # 1.91 CPUs hold two trials that are their own worker (2 x 0.95), one that also has a driver (0.96).
+    assert concurrent_trials(demo, {"CPU": 1.91}, None) == 2
+    assert concurrent_trials(always, {"CPU": 1.91}, None) == 1
+    xtreme = load_space("xtreme")  # four workers: a Ray Train job, its trial actor a sliver of the head
+    assert not runs_in_process(xtreme.base_config("xnli").scaling)
+    assert trial_actor_resources(xtreme, {"CPU": 64.0, "head": 1.0}) == {"CPU": 0.0, "head": 0.001}
 
 
 def test_a_trial_bigger_than_the_cluster_is_an_error_before_any_trial() -> None:

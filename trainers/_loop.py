@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -69,10 +70,33 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
+class StepClock:
+    """When this process's job took its first and its latest optimizer step (wall clock), for start-up costs."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def reset(self) -> None:
+        """Forget the previous job's steps (a process may run several: a reused trial actor)."""
+        self.first = self.last = None
+
+    def tick(self) -> None:
+        """One step ended now."""
+        self.last = time.time()
+        if self.first is None:
+            self.first = self.last
+
+
+STEPS = StepClock()
+"""This process's step clock (``train_step`` ticks it, ``worker.run_plan`` resets and reports it)."""
+
+
 def train_step(engine: Any, task: str, batch: dict[str, torch.Tensor]) -> float:
     """Forward, backward and (at accumulation boundaries) an optimizer step; returns the loss."""
     engine.train()
     loss, _ = engine(task, batch)
     engine.backward(loss)
     engine.step()
+    STEPS.tick()
     return float(loss.detach().item())

@@ -285,6 +285,9 @@ class ScalingConfig:
     """CPUs reserved per worker."""
     timeout_s: float = 1800.0
     """Bound on every wait between workers (process-group rendezvous, collectives) and on a DeepSpeed op build lock."""
+    worker_group: Literal["auto", "always"] = "auto"
+    """``auto``: a search trial with one worker runs it in the trial's own process (no Ray Train worker group
+    to start; Tune reuses the process for the next trial); ``always``: every trial is a Ray Train job."""
 
     def __post_init__(self) -> None:
         _check(self.num_workers >= 1, f"scaling.num_workers must be >= 1, got {self.num_workers}")

@@ -59,6 +59,10 @@ TIME_PHASE_S = "time/{phase}_s"
 """Wall seconds a phase took (``startup``, ``intermediate``, ``target``, ``eval``)."""
 TIME_STEP_S = "time/{phase}_step_s"
 """Mean wall seconds per optimizer step of a training phase (``intermediate``, ``target``)."""
+TIME_FIRST_STEP_AT = "time/first_step_at"
+"""Wall clock (Unix seconds) when the job's first optimizer step ended: start-up is what comes before it."""
+TIME_LAST_STEP_AT = "time/last_step_at"
+"""Wall clock (Unix seconds) when the job's last optimizer step ended: evaluation and teardown come after."""
 
 COST_GPU_S = "cost/gpu_s"
 """Device-seconds a trial has held so far: its wall time since launch x its workers (one GPU each on a

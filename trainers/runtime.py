@@ -1,4 +1,4 @@
-"""Where a per-worker function is running: under Ray Train, under torchrun/deepspeed, or alone.
+"""Where a per-worker function is running: under Ray Train, in a Ray Tune trial, under torchrun, or alone.
 
 The phases talk to a ``Runtime`` only: its rank, its device, ``report`` (metrics and, optionally, a
 checkpoint directory) and ``latest_checkpoint`` (for resume). Ray is imported only when running
@@ -151,6 +151,58 @@ class RayTrainRuntime:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        target = self.scratch_dir() / "restored"
+        shutil.rmtree(target, ignore_errors=True)
+        return Path(checkpoint.to_directory(str(target)))
+
+    def scratch_dir(self) -> Path:
+        """A per-process directory under TMPDIR."""
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        return self._scratch
+
+
+@dataclass
+class TuneRuntime:
+    """A Ray Tune trial's own process, running a one-worker plan itself (no Ray Train worker group).
+
+    ``ray.tune.report`` carries metrics and checkpoints to the trial's storage; a retried or resumed
+    trial gets its latest checkpoint back from ``ray.tune.get_checkpoint``. The process group is this
+    process alone (``engine.init_distributed`` makes it), and it outlives the trial when Tune reuses the
+    actor for the next one, so that trial pays neither the imports nor the process-group start again.
+    """
+
+    use_gpu: bool = False
+    """Whether the trial holds a GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` to it)."""
+    rank: int = field(init=False)
+    world_size: int = field(init=False)
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rank, self.world_size = 0, 1
+        self.device = (
+            torch.device("cuda", 0) if self.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+        )
+        self._scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """``ray.tune.report``, with ``node_id`` (where the trial trained) as ``RayTrainRuntime`` adds it."""
+        import ray
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        node_id = ray.get_runtime_context().get_node_id()
+        tune.report({**_numeric(metrics), "node_id": node_id}, checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            # Persisted to the trial's storage by now (the report uploads it): the local copy can go.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The trial's latest reported checkpoint (after a retry or a resume), in a local directory."""
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
         target = self.scratch_dir() / "restored"

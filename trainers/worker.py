@@ -1,8 +1,10 @@
 """The per-worker function: one trial's phases, in order, in one process group.
 
-``train_loop_per_worker`` is what a Ray Train ``TorchTrainer`` runs on every worker; ``run_local``
+``train_loop_per_worker`` is what a Ray Train ``TorchTrainer`` runs on every worker; ``run_in_trial``
+runs a one-worker plan inside a Ray Tune trial's own process (no worker group to start); ``run_local``
 runs the same plan as a plain process (or one torchrun rank) with no Ray at all. Start-up (Ray
-workers, process group, DeepSpeed) is paid once per plan, not once per phase.
+workers, process group, DeepSpeed) is paid once per plan, not once per phase, and once per process
+where Tune reuses a trial's process for the next trial.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from trainers import _phase, intermediate, progress, target, zero_shot_eval
+from trainers import _loop, _phase, intermediate, progress, target, zero_shot_eval
 from trainers.checkpoint_cache import (
     CheckpointCache,
     at_steps,
@@ -36,9 +38,11 @@ from trainers.keys import (
     INTERMEDIATE_REUSED,
     INTERMEDIATE_STEP,
     TARGET_STEP,
+    TIME_FIRST_STEP_AT,
+    TIME_LAST_STEP_AT,
     TIME_PHASE_S,
 )
-from trainers.runtime import LocalRuntime, MeteredRuntime, RayTrainRuntime, Runtime
+from trainers.runtime import LocalRuntime, MeteredRuntime, RayTrainRuntime, Runtime, TuneRuntime
 from trainers.tasks import get_task
 
 RESULTS_FILE = "results.json"
@@ -144,6 +148,7 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
     """Run phases 1-3 of ``plan`` and report the final metrics (also returned)."""
     config = plan.config
     runtime = MeteredRuntime(runtime, plan.launched_at)
+    _loop.STEPS.reset()
     _quiet_libraries(runtime.rank)
     init_distributed(runtime.device, config.scaling.timeout_s)
     prepare_ops(config.deepspeed.offload_optimizer, config.scaling.timeout_s)
@@ -171,6 +176,13 @@ def run_plan(runtime: Runtime, plan: Plan) -> dict[str, Any]:
         metrics.update(target_metrics)
     metrics.update(zero_shot_eval.run(runtime, config, engine, encoder_dir))
     metrics.update(_costs(metrics, runtime))
+    metrics.update(
+        {
+            key: at
+            for key, at in ((TIME_FIRST_STEP_AT, _loop.STEPS.first), (TIME_LAST_STEP_AT, _loop.STEPS.last))
+            if at
+        }
+    )
     metrics[FINISHED] = 1.0
     runtime.report(metrics, checkpoint_dir=_final_checkpoint(runtime, plan, metrics))
     return metrics
@@ -201,6 +213,11 @@ def train_loop_per_worker(plan: dict[str, Any]) -> None:
     """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=plan.to_dict())``)."""
     parsed = Plan.from_dict(plan)
     run_plan(RayTrainRuntime(use_gpu=parsed.config.scaling.use_gpu), parsed)
+
+
+def run_in_trial(plan: Plan) -> dict[str, Any]:
+    """Run a one-worker ``plan`` in this Ray Tune trial's own process (``scaling.worker_group: auto``)."""
+    return run_plan(TuneRuntime(use_gpu=plan.config.scaling.use_gpu), plan)
 
 
 def run_local(plan: Plan) -> dict[str, Any]:
