@@ -557,3 +557,21 @@ def test_adding_a_task_keeps_the_other_tasks_datasets_fingerprints(
     monkeypatch.setitem(miniature.GENERATORS, "sst2_copy", MiniatureGenerator(miniature.gen_sst2))
     assert load_split(TASKS["sst2"], "dev", "en", data)._fingerprint == before
     assert len(list((tmp_path / "data").glob("miniature-*"))) == 3  # two views and the tasks' directory
+
+
+def test_the_word_list_trains_the_tokenizer_as_the_text_it_counts() -> None:
+    # The tokenizer's trainer sees word counts after normalising and pre-tokenising: the chunks the list
+    # yields must come back out of the tiny tokenizer's own normaliser and pre-tokeniser as the same counts.
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    seen: dict[str, int] = {}
+    for chunk in miniature.tokenizer_texts():
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(chunk)):
+            seen[word] = seen.get(word, 0) + 1
+    listed = {}
+    for line in miniature.tokenizer_words_file().read_text(encoding="utf-8").splitlines():
+        word, count = line.split("\t")
+        listed[word] = int(count)
+    assert seen == listed
