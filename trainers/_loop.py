@@ -92,11 +92,21 @@ STEPS = StepClock()
 """This process's step clock (``train_step`` ticks it, ``worker.run_plan`` resets and reports it)."""
 
 
-def train_step(engine: Any, task: str, batch: dict[str, torch.Tensor]) -> float:
-    """Forward, backward and (at accumulation boundaries) an optimizer step; returns the loss."""
+def train_step(engine: Any, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Forward, backward and (at accumulation boundaries) an optimizer step; returns the loss.
+
+    The loss stays a tensor on the device: reading it (``float``) waits for the device to finish the
+    step, so the loops read it only when they show, report or checkpoint, not at every step.
+    """
     engine.train()
     loss, _ = engine(task, batch)
     engine.backward(loss)
     engine.step()
     STEPS.tick()
-    return float(loss.detach().item())
+    return loss.detach()
+
+
+def wait_for_device(device: torch.device) -> None:
+    """Block until ``device`` has run every queued step (steps are timed on the host; the device runs behind)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

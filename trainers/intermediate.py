@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 from trainers import _loop, _phase, keys
 from trainers.config import IntermediateConfig, TransferConfig
@@ -65,7 +65,7 @@ def run(
         next(streams[index])
     # Train.
     pad_id = tokenizer.pad_token_id
-    loss = float("nan")
+    loss: SupportsFloat = float("nan")
     stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
     shown = PhaseProgress(
         PHASE,
@@ -83,16 +83,22 @@ def run(
         if publish_at is not None and step in phase.publish_steps and step < total_steps:
             publish_at(step, engine, tokenizer)
         report_due = shown.advance(step, loss)
-        progress = {keys.INTERMEDIATE_STEP: step, keys.INTERMEDIATE_LOSS: loss, keys.TARGET_STEP: 0}
         if _phase.due(step, phase.checkpoint_every, total_steps):
+            progress = {
+                keys.INTERMEDIATE_STEP: step,
+                keys.INTERMEDIATE_LOSS: float(loss),
+                keys.TARGET_STEP: 0,
+            }
             _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
         elif report_due:
             runtime.report(shown.metrics())  # progress/* only: the driver's table, not a phase result
+    with stepping:  # the steps still queued on the device are part of their time
+        _loop.wait_for_device(runtime.device)
     shown.close()
     # Evaluate on each task's English dev set.
     metrics: dict[str, float] = {
         keys.INTERMEDIATE_STEP: total_steps,
-        keys.INTERMEDIATE_LOSS: loss,
+        keys.INTERMEDIATE_LOSS: float(loss),
         "intermediate/trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
         "intermediate/resumed_from_step": start,  # 0 unless it continued from a checkpoint of this phase

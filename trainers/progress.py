@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, SupportsFloat, TextIO
 
 from trainers.errors import UserError
 from trainers.keys import (
@@ -134,7 +134,8 @@ class PhaseProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.printing = printing_rank()
         self.step = start
-        self.loss: float | None = None
+        self.loss: SupportsFloat | None = None
+        """The latest loss: a device tensor, read (a wait for the device) only when shown or reported."""
         self.dev: float | None = None
         self.report_every: int | None = None
         """Units between progress reports, agreed by every rank after ``calibrate_after`` units."""
@@ -185,7 +186,7 @@ class PhaseProgress:
         if speed:
             parts.append(speed)
         if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
+            parts.append(f"loss {float(self.loss):.4f}")
         if self.dev is not None:
             parts.append(f"dev {self.dev:.2f}")
         eta = self.eta_s()
@@ -193,7 +194,7 @@ class PhaseProgress:
             parts.append(f"eta {duration(eta)}")
         return " | ".join(parts)
 
-    def advance(self, step: int, loss: float | None = None) -> bool:
+    def advance(self, step: int, loss: SupportsFloat | None = None) -> bool:
         """Record ``step`` (done); print if due; return whether a progress report to the driver is due."""
         now = self.clock()
         self.step = step
@@ -229,7 +230,7 @@ class PhaseProgress:
         if self.examples_per_unit:
             parts.append(f"{self.rate() * self.examples_per_unit:.1f} ex/s")
         if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
+            parts.append(f"loss {float(self.loss):.4f}")
         if self.dev is not None:
             parts.append(f"dev {self.dev:.2f}")
         return ", ".join(parts)
@@ -261,7 +262,7 @@ class PhaseProgress:
             PROGRESS_RATE: self.rate() * (self.examples_per_unit or 1),
         }
         if self.loss is not None:
-            out[PROGRESS_LOSS] = self.loss
+            out[PROGRESS_LOSS] = float(self.loss)
         if self.dev is not None:
             out[PROGRESS_DEV] = self.dev
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from statistics import mean
-from typing import Any
+from typing import Any, SupportsFloat
 
 from trainers import _loop, _phase, keys
 from trainers.config import TargetConfig, TransferConfig
@@ -87,7 +87,7 @@ def run(
         return out
 
     # Train, evaluating and checkpointing on their cadences.
-    loss = float("nan")
+    loss: SupportsFloat = float("nan")
     stepping = _phase.Timer.stopped()  # optimizer steps alone: the cost a freeze depth or encoder changes
     shown = PhaseProgress(
         PHASE,
@@ -102,24 +102,30 @@ def run(
         with stepping:
             loss = _loop.train_step(engine, target.name, batch)
         report_due = shown.advance(step, loss)
-        progress: dict[str, Any] = {
-            keys.TARGET_STEP: step,
-            "target/loss": loss,
-            "target/progress": step / total_steps,
-        }
-        if _phase.due(step, phase.eval_every, total_steps):
+        evaluating = _phase.due(step, phase.eval_every, total_steps)
+        checkpointing = _phase.due(step, phase.checkpoint_every, total_steps)
+        progress: dict[str, Any] = {}
+        if evaluating or checkpointing:  # what a result reports (reading the loss waits for the device)
+            progress = {
+                keys.TARGET_STEP: step,
+                "target/loss": float(loss),
+                "target/progress": step / total_steps,
+            }
+        if evaluating:
             progress.update(english_dev())
             shown.set_dev(progress[keys.EN_DEV])
-        if _phase.due(step, phase.checkpoint_every, total_steps):
+        if checkpointing:
             _phase.checkpoint(runtime, engine, PHASE, step, config, {**progress, **shown.metrics()})
         elif keys.EN_DEV in progress:
             runtime.report({**progress, **shown.metrics()})
         elif report_due:
             runtime.report(shown.metrics())  # progress/* only: no target_step, so ASHA does not read it
+    with stepping:  # the steps still queued on the device are part of their time
+        _loop.wait_for_device(runtime.device)
     shown.close()
     metrics = {
         keys.TARGET_STEP: total_steps,
-        "target/loss": loss,
+        "target/loss": float(loss),
         "target/progress": 1.0,
         "target/trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
