@@ -31,7 +31,15 @@ from search.resources import (
     runs_in_process,
     trial_actor_resources,
 )
-from search.space import INTERMEDIATE_TASK, DefineByRun, SearchSpace, load_space
+from search.space import (
+    INTERMEDIATE_TASK,
+    MIXTURE_SEPARATOR,
+    NO_INTERMEDIATE,
+    CategoricalParam,
+    DefineByRun,
+    SearchSpace,
+    load_space,
+)
 from search.trial import TrialSettings, run_trial, trial_config
 from search.watchdog import StallWatch
 from trainers import keys
@@ -97,15 +105,27 @@ class StudyOutcome:
 
 
 def preflight_space(space: SearchSpace) -> None:
-    """Every target's base config and seeded points pass the run pre-flight checks (data, freeze depth)."""
+    """Every target's base config and seeded points pass the run pre-flight checks (data, freeze depth),
+    and on the miniature every intermediate task the space may draw has a generator."""
+    from trainers.data.miniature import check_miniature_tasks
     from trainers.preflight import preflight
 
+    drawn = {
+        task
+        for param in space.params
+        if param.name == INTERMEDIATE_TASK and isinstance(param, CategoricalParam)
+        for choice in param.choices
+        for task in str(choice).split(MIXTURE_SEPARATOR)
+        if task != NO_INTERMEDIATE
+    }
     for target in space.targets:
-        for point in space.points_for(target) or [{}]:
-            try:
+        try:
+            if space.base_config(target).data.source == "miniature":
+                check_miniature_tasks(sorted(drawn))
+            for point in space.points_for(target) or [{}]:
                 preflight(space.to_transfer_config(point, target))
-            except ConfigError as error:
-                raise SearchError(f"{space.source}: target {target}: {error}") from None
+        except ConfigError as error:
+            raise SearchError(f"{space.source}: target {target}: {error}") from None
 
 
 def _scheduler(space: SearchSpace) -> Any:

@@ -255,3 +255,17 @@ def test_a_stalled_trial_is_tagged_in_mlflow_until_it_reports(tmp_path: Path) ->
     tracker.on_trial_error(0, [trial], trial)  # failed while stalled: the tag stays as evidence
     tags = client.get_run(run_id).data.tags
     assert tags[tracking.STALLED_TAG] == "no report for 1900 s" and tags[tracking.STATUS_TAG] == "failed"
+
+
+def test_an_intermediate_task_the_miniature_cannot_generate_fails_the_search_before_any_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from search.tuner import SearchError, preflight_space
+    from trainers.data.miniature import GENERATORS
+
+    demo = load_space("demo")  # draws ccg, mnli, squad_v1 and the ccg+mnli mixture on the miniature
+    preflight_space(demo)
+    # Not a seeded point of the demo: only the space's choices name it.
+    monkeypatch.delitem(GENERATORS, "squad_v1")
+    with pytest.raises(SearchError, match=r"no miniature generator for task\(s\) squad_v1"):
+        preflight_space(demo)
