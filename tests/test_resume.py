@@ -21,6 +21,10 @@ import pytest
 
 from trainers.checkpoint_cache import CheckpointCache
 
+# Each test trains in a child process twice (killed at a checkpoint, then rerun): end to end, and the two
+# take most of the fast tier's time, so they run with the slow tier (CI runs both).
+pytestmark = pytest.mark.slow
+
 EVERY = 5
 TIMEOUT_S = 240
 

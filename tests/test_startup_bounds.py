@@ -34,6 +34,7 @@ def _config_file(tiny_config: Any, tmp_path: Path, overrides: list[str] | None =
     return path
 
 
+@pytest.mark.slow  # a whole `python -m trainers` process: end to end
 def test_a_stale_shm_op_lock_does_not_hang_a_run(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -74,6 +75,7 @@ def test_a_stale_lock_of_an_op_xstilts_builds_is_cleared_and_the_run_completes(
     assert TORCH_LOCK not in built and any(name.endswith(".so") for name in built)
 
 
+@pytest.mark.slow  # a whole `python -m trainers` process: end to end
 def test_a_rendezvous_that_cannot_complete_fails_in_one_line_within_its_bound(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:
