@@ -86,7 +86,9 @@ def test_splits_follow_the_roles() -> None:
         plan = {(lang, split) for lang, split, _ in miniature_splits(spec)}
         languages = {lang for lang in MINIATURE_LANGUAGES if lang in spec.languages}
         if spec.role == "intermediate":
-            assert plan == {("en", "train"), ("en", "dev")}, name
+            # English, and each miniature language of a translate-train task, train; English alone is dev.
+            trained = {lang for lang in MINIATURE_LANGUAGES if lang == "en" or lang in spec.train_languages}
+            assert plan == {(lang, "train") for lang in trained} | {("en", "dev")}, name
         elif spec.is_retrieval:
             assert plan == {(lang, s) for lang in languages - {"en"} for s in ("dev", "test")}, name
         else:
@@ -95,6 +97,16 @@ def test_splits_follow_the_roles() -> None:
     assert {lang for lang, _, _ in miniature_splits(TASKS["tydiqa"])} == {"en", "ru"}
     assert {lang for lang, _, _ in miniature_splits(TASKS["xnli"])} == set(MINIATURE_LANGUAGES)
     assert {s for _, s, _ in miniature_splits(TASKS["xquad"])} == {"dev", "test"}
+    plan = {(lang, split) for lang, split, _ in miniature_splits(TASKS["mnli"])}
+    assert plan == {("en", "train"), ("en", "dev")}
+    # Translate-train: every miniature language of the task trains (PAWS-X has no Russian).
+    assert {lang for lang, s, _ in miniature_splits(TASKS["xnli_tt"]) if s == "train"} == set(
+        MINIATURE_LANGUAGES
+    )
+    assert {lang for lang, s, _ in miniature_splits(TASKS["pawsx_tt"]) if s == "train"} == {"en", "de", "es"}
+    # XCOPA has none of the miniature's languages: its non-English ones stand in; COPA trains it.
+    plan = {(lang, split) for lang, split, _ in miniature_splits(TASKS["xcopa"])}
+    assert plan == {(lang, s) for lang in ("de", "es", "ru") for s in ("dev", "test")}
 
 
 # -- schemas ------------------------------------------------------------------------------------------

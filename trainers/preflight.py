@@ -245,13 +245,21 @@ def check_data(config: TransferConfig) -> None:
         check_hub_data(config)
         return
     # Lazy: datasets (seconds to import) is needed only once the config itself is known to be good.
-    from trainers.data import available_languages, load_split, resolve_english_dev, resolve_train_task
+    from trainers.data import (
+        available_languages,
+        load_split,
+        resolve_english_dev,
+        resolve_train_task,
+        train_languages,
+    )
 
     target = get_task(config.target.task)
     needed: list[tuple[str, str, str]] = []  # (task, split, language)
     if config.intermediate is not None:
         for name in config.intermediate.tasks:
-            needed += [(name, "train", "en"), (name, "dev", "en")]
+            task = get_task(name)
+            needed += [(name, "train", lang) for lang in train_languages(task, config.data)]
+            needed += [(name, "dev", "en")]
     if not target.is_retrieval:
         dev_task, dev_split = resolve_english_dev(target)
         needed += [(resolve_train_task(target).name, "train", "en"), (dev_task.name, dev_split, "en")]

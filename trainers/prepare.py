@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.config import TransferConfig
-from trainers.data import featurize, load_split
+from trainers.data import featurize, load_split, train_languages
 from trainers.task_types import type_of
 from trainers.tasks import TaskSpec
 
@@ -77,9 +77,25 @@ def _featurize(
 def train_features(
     config: TransferConfig, task: TaskSpec, tokenizer: Any, label_names: tuple[str, ...]
 ) -> Any:
-    """Tokenized English train split of ``task`` (cached on disk)."""
-    rows = load_split(task, "train", "en", config.data)
-    return _featurize(config, task, rows, tokenizer, label_names, True, f"{task.name}/en/train")
+    """Tokenized train split of ``task`` (cached on disk): English, or every language of a translate-train
+    task, mixed (concatenated; the phase's sampler shuffles them)."""
+    parts = [
+        _featurize(
+            config,
+            task,
+            load_split(task, "train", language, config.data),
+            tokenizer,
+            label_names,
+            True,
+            f"{task.name}/{language}/train",
+        )
+        for language in train_languages(task, config.data)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    import datasets
+
+    return datasets.concatenate_datasets(parts)
 
 
 def eval_set(

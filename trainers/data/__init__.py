@@ -27,6 +27,7 @@ from trainers.data.loading import (
     resolve_english_dev,
     resolve_train_task,
     task_splits,
+    train_languages,
 )
 
 # Tokenization progress bars would bury the scores on a terminal and in Ray logs.
@@ -61,4 +62,5 @@ __all__ = [
     "resolve_english_dev",
     "resolve_train_task",
     "task_splits",
+    "train_languages",
 ]

@@ -82,6 +82,16 @@ def available_languages(task: TaskSpec, data: DataConfig) -> tuple[str, ...]:
     )
 
 
+def train_languages(task: TaskSpec, data: DataConfig) -> tuple[str, ...]:
+    """The languages whose train splits, mixed, train ``task``: its ``train_languages`` (English alone for
+    most tasks); on local files and the miniature, those of them the directory holds (the miniature has
+    four languages), English always (its absence is the loader's one-line error)."""
+    if len(task.train_languages) == 1 or data.source == "hub":
+        return task.train_languages
+    present = set(available_languages(task, data))
+    return tuple(lang for lang in task.train_languages if lang == "en" or lang in present)
+
+
 def task_splits(task: TaskSpec) -> tuple[str, ...]:
     """The splits the task has on the hub (all of train/dev/test for local-only tasks)."""
     if task.hub is None:

@@ -132,7 +132,35 @@ LAYOUT: dict[str, LayoutEntry] = {
             "aligned: put LASER's data/tatoeba/v1 files there"
         },
     ),
-    # XTREME-R's tasks (no registry entry yet): XCOPA with COPA's English splits, and Social IQa.
+    # Translate-train (XTREME's processors read them from these folders): the English train file and the
+    # machine-translated ones, en-<lang>-translated.tsv, in the same text_a<TAB>text_b<TAB>label format.
+    "xnli_tt": LayoutEntry(
+        "xnli",
+        read_pair_tsv,
+        {
+            "train": ("XNLI-Translated/en-{lang}-translated.tsv", "train-{lang}.tsv"),
+            "dev": ("dev-{lang}.tsv",),
+        },
+        labels={"contradictory": "contradiction"},
+        hints={"train": "XTREME's translate-train files are xnli/XNLI-Translated/en-<lang>-translated.tsv"},
+    ),
+    "pawsx_tt": LayoutEntry(
+        "pawsx",
+        read_pair_tsv,
+        {
+            "train": ("translated/en-{lang}-translated.tsv", "train-{lang}.tsv"),
+            "dev": ("dev-{lang}.tsv",),
+        },
+        labels={"0": "different", "1": "paraphrase"},
+        hints={"train": "XTREME's translate-train files are pawsx/translated/en-<lang>-translated.tsv"},
+    ),
+    # XTREME-R's tasks: XCOPA (its folder also holds COPA's English splits, the copa task) and Social IQa.
+    "copa": LayoutEntry(
+        "xcopa",
+        read_copa_jsonl,
+        {"train": ("train-en.jsonl", "train.en.jsonl"), "dev": ("val-en.jsonl", "val.en.jsonl")},
+        hints={"train": "XTREME-R's download puts COPA's English train set there as xcopa/train-en.jsonl"},
+    ),
     "xcopa": LayoutEntry(
         "xcopa",
         read_copa_jsonl,

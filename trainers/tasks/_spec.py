@@ -76,8 +76,11 @@ class TaskSpec:
     """Registry task whose English dev split is the English dev set, where this task has none."""
     description: str = ""
     """One line for ``xstilts tasks``."""
+    train_languages: tuple[str, ...] = ("en",)
+    """Languages whose train splits, mixed, train this task: English alone, or every language of a
+    translate-train set (the machine-translated training data published with XNLI and PAWS-X)."""
     train_size: int | None = None
-    """Examples in the full English train split (the published count, source beside each entry), which the
+    """Examples in the full train split (of every ``train_languages``; the published count, source beside each entry), which the
     cost model of ``xstilts search --dry-run`` reads; ``None`` where the task trains on ``train_task`` or
     has no training data (retrieval)."""
 

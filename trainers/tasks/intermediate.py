@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainers.tasks._spec import HubSource, TaskSpec, TaskType
-from trainers.tasks.xtreme import NLI_LABELS, QA_COLUMNS
+from trainers.tasks.xtreme import COPA_COLUMNS, NLI_LABELS, PAWSX_LANGUAGES, QA_COLUMNS, XNLI_LANGUAGES
 
 NLI_COLUMNS = {"text_a": "premise", "text_b": "hypothesis", "label": "label"}
 GLUE = "parquet: <config>/*.parquet on main (hub commit 'Convert dataset to Parquet (#16)')"
@@ -132,6 +132,83 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         train_size=9_741,  # commonsense_qa card, train
     ),
     TaskSpec(
+        name="copa",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource(
+            "aps/super_glue",
+            "copa",
+            {"train": "train", "dev": "validation"},
+            verified="script only: super_glue.py on main; parquet only on the converter's refs/convert/parquet "
+            "branch (copa/{train,validation,test}/0000.parquet, commit 5ac8656), which datasets does not read",
+            script_only=True,
+        ),
+        columns=COPA_COLUMNS,
+        label_names=("0", "1"),
+        role="intermediate",
+        description="Choice of plausible alternatives (English): XCOPA's training and English dev set.",
+        train_size=400,  # super_glue card, copa train (XTREME-R: 400)
+    ),
+    TaskSpec(
+        name="siqa",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource(
+            "allenai/social_i_qa",
+            None,
+            {"train": "train", "dev": "validation"},
+            verified="script only: social_i_qa.py on main; its parquet conversion is pull request #3 "
+            "(refs/pr/3, commits 6db3dce and 92033e8), not seen merged",
+            script_only=True,
+        ),
+        columns={
+            "context": "context",
+            "question": "question",
+            "choices": "answerA,answerB,answerC",
+            "label": "label",
+        },
+        label_names=("1", "2", "3"),
+        role="intermediate",
+        description="Social IQa: social commonsense, three choices (XTREME-R trains XCOPA on it before COPA).",
+        train_size=33_410,  # social_i_qa card, train
+    ),
+    TaskSpec(
+        name="xnli_tt",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource(
+            # facebook/xnli's train split of each language is XNLI-MT 1.0, MNLI's train set machine-translated
+            # (English: MNLI itself).
+            "facebook/xnli",
+            "{lang}",
+            {"train": "train", "dev": "validation"},
+            verified="parquet: <lang>/*.parquet on main (hub commit 'Convert dataset to Parquet')",
+        ),
+        columns=NLI_COLUMNS,
+        languages=XNLI_LANGUAGES,
+        train_languages=XNLI_LANGUAGES,
+        label_names=NLI_LABELS,
+        role="intermediate",
+        description="Translate-train XNLI: MNLI and its machine translations into XNLI's 14 other languages, mixed.",
+        train_size=392_702 * len(XNLI_LANGUAGES),  # facebook/xnli card: 392,702 train rows per language
+    ),
+    TaskSpec(
+        name="pawsx_tt",
+        type=TaskType.PAIR_CLASSIFICATION,
+        hub=HubSource(
+            # The train split of each non-English config is PAWS-X's machine-translated train set.
+            "google-research-datasets/paws-x",
+            "{lang}",
+            {"train": "train", "dev": "validation"},
+            verified="parquet: <lang>/{train,validation,test}-00000-of-00001.parquet (hub commit d046830)",
+        ),
+        columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"},
+        languages=PAWSX_LANGUAGES,
+        train_languages=PAWSX_LANGUAGES,
+        label_names=("different", "paraphrase"),
+        role="intermediate",
+        description="Translate-train PAWS-X: PAWS's English train set and its machine translations, mixed.",
+        # 49,401 English train rows (google/xtreme card, PAWS-X.en); the translated sets are about that size.
+        train_size=49_401 * len(PAWSX_LANGUAGES),
+    ),
+    TaskSpec(
         name="ccg",
         type=TaskType.TAGGING,
         hub=None,
@@ -140,5 +217,14 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         role="intermediate",
         description="CCGbank supertagging (licensed: local files only; tags read from the train split).",
         train_size=38_015,  # CCGbank train sections as in jiant / Phang et al. 2020; not verified here
+    ),
+        columns={"text": "text"},
+        languages=XNLI_LANGUAGES,
+        train_languages=XNLI_LANGUAGES,
+        role="intermediate",
+        metric="accuracy_tokens",
+        description="Continued multilingual MLM on Wikipedia in XNLI's 15 languages, mixed (the paper's "
+        "baseline; masked-token accuracy).",
+        train_size=50_000 * len(XNLI_LANGUAGES),  # the slice above: 50,000 articles per language
     ),
 )

@@ -23,6 +23,10 @@ UD_NAMES = {
     "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
 }  # fmt: skip
 XNLI_LANGUAGES = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+PAWSX_LANGUAGES = ("en", "de", "es", "fr", "ja", "ko", "zh")
+# XTREME-R's XCOPA languages (scripts/train_xcopa.sh); English is COPA, the training set.
+XCOPA_LANGUAGES = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
+COPA_COLUMNS = {"context": "premise", "question": "question", "choices": "choice1,choice2", "label": "label"}
 PANX_LANGUAGES = (
     "en", "af", "ar", "bg", "bn", "de", "el", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
     "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta", "te", "th",
@@ -72,11 +76,32 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
             verified="parquet: <lang>/{train,validation,test}-00000-of-00001.parquet (hub commit d046830)",
         ),
         columns={"text_a": "sentence1", "text_b": "sentence2", "label": "label"},
-        languages=("en", "de", "es", "fr", "ja", "ko", "zh"),
+        languages=PAWSX_LANGUAGES,
         label_names=("different", "paraphrase"),
         metric="accuracy",
         description="Paraphrase adversaries from word scrambling.",
         train_size=49_401,  # google/xtreme card, PAWS-X.en train
+    ),
+    TaskSpec(
+        name="xcopa",
+        type=TaskType.MULTIPLE_CHOICE,
+        hub=HubSource(
+            "cambridgeltl/xcopa",
+            "{lang}",
+            {"dev": "validation", "test": "test"},
+            verified="parquet: <lang>/{validation,test}-00000-of-00001.parquet (hub commit e3864f3 'Convert dataset "
+            "to Parquet'); columns premise, choice1, choice2, question, label, idx, changed",
+        ),
+        columns=COPA_COLUMNS,
+        languages=XCOPA_LANGUAGES,
+        label_names=("0", "1"),
+        metric="accuracy",
+        # XTREME-R (scripts/train_xcopa.sh) trains on SIQA, then on COPA's English train set: here siqa is
+        # the intermediate task and copa the target's training (and English dev) set.
+        train_task="copa",
+        english_dev_task="copa",
+        description="XTREME-R's cross-lingual choice of plausible alternatives (cause/effect, two choices); "
+        "trains on COPA, after SIQA as the intermediate task.",
     ),
     TaskSpec(
         name="udpos",

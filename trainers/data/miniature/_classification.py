@@ -1,4 +1,5 @@
-"""Generators of the classification tasks: NLI (XNLI, MNLI, ANLI), paraphrase (PAWS-X, QQP) and SST-2.
+"""Generators of the classification tasks: NLI (XNLI, MNLI, ANLI), paraphrase (PAWS-X, QQP), their
+translate-train sets, and SST-2.
 
 Each takes (rng, lang, split, n) and returns n rows in the hub's schema. Random choices are made before
 rendering, so a parallel task draws the same content in every language.
@@ -98,6 +99,12 @@ def gen_xnli(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
     return [{"premise": p, "hypothesis": h, "label": y} for p, h, y in _nli_rows(rng, lang, n, 0.0)]
 
 
+def gen_xnli_tt(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
+    """Translate-train XNLI (``facebook/xnli`` train of each language): premise, hypothesis, label; parallel,
+    so every language's train split translates the English one."""
+    return gen_xnli(rng, lang, split, n)
+
+
 def gen_mnli(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
     """MNLI (``nyu-mll/glue``): premise, hypothesis, label, idx; the same generator as XNLI."""
     rows = _nli_rows(rng, lang, n, 0.0)
@@ -166,6 +173,11 @@ def gen_pawsx(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
         s1, s2 = _paraphrase_pair(rng, name, EVENT_TEMPLATES[name][lang], lang, label)
         rows.append({"id": i + 1, "sentence1": s1, "sentence2": s2, "label": label})
     return rows
+
+
+def gen_pawsx_tt(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
+    """Translate-train PAWS-X (the paws-x train split of each language); parallel, as ``gen_xnli_tt``."""
+    return gen_pawsx(rng, lang, split, n)
 
 
 def gen_qqp(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:

@@ -1,12 +1,13 @@
-"""Generators of the English multiple-choice tasks: HellaSwag, CosmosQA and CommonsenseQA."""
+"""Generators of the multiple-choice tasks: HellaSwag, CosmosQA, CommonsenseQA, and COPA-style plausible
+alternatives (XCOPA in every miniature language, COPA and Social IQa in English)."""
 
 from __future__ import annotations
 
 import random
 
-from ._lexicon import CITIES, JOBS, N_VALUES, PETS, PRONOUNS
+from ._lexicon import ATTRS, CITIES, JOBS, N_VALUES, PETS, PRONOUNS
 from ._lexicon_english import EVENTS, JOB_ACTIVITIES, OBJECT_PLACES, PET_ACTIVITIES
-from ._render import Fact, Row, _hex_id, _people, _render
+from ._render import Fact, Row, _describe, _hex_id, _other_value, _people, _render
 
 
 def gen_hellaswag(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
@@ -118,6 +119,67 @@ def gen_commonsenseqa(rng: random.Random, lang: str, split: str, n: int) -> list
                 "question_concept": obj,
                 "choices": {"label": list("ABCDE"), "text": choices},
                 "answerKey": "ABCDE"[key],
+            }
+        )
+    return rows
+
+
+def _alternatives(rng: random.Random, lang: str, k: int) -> tuple[str, list[str], int]:
+    """A premise about one person and ``k`` statements about them, of which only the right one agrees with
+    it (the others give the same attribute another value): the premise, the choices, the right index.
+    Rendered from the shared facts, so a parallel task draws the same content in every language."""
+    person = _people(rng, 1)[0]
+    premise = _describe(rng, [person], [rng.sample(ATTRS, rng.choice((2, 3)))])
+    fact = rng.choice(premise)
+    ref = rng.choice(("first", "pron"))
+    kind = 1 if rng.random() < 0.5 else 0
+    wrong = [fact.value]
+    for _ in range(k - 1):
+        wrong.append(_other_value(rng, fact.attr, *wrong))
+    label = rng.randrange(k)
+    values = [*wrong[1 : label + 1], fact.value, *wrong[label + 1 :]]
+    choices = [_render(lang, [Fact(person, fact.attr, value, kind, ref)]) for value in values]
+    return _render(lang, premise), choices, label
+
+
+def gen_xcopa(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
+    """XCOPA (``cambridgeltl/xcopa``): premise, choice1, choice2, question (cause or effect), label, idx,
+    changed; the right choice restates what the premise says."""
+    rows = []
+    for i in range(n):
+        premise, choices, label = _alternatives(rng, lang, 2)
+        question = rng.choice(("cause", "effect"))
+        rows.append(
+            {
+                "premise": premise,
+                "choice1": choices[0],
+                "choice2": choices[1],
+                "question": question,
+                "label": label,
+                "idx": i,
+                "changed": False,
+            }
+        )
+    return rows
+
+
+def gen_copa(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
+    """COPA (``super_glue`` copa): premise, choice1, choice2, question, idx, label; XCOPA's generator."""
+    return [{k: v for k, v in row.items() if k != "changed"} for row in gen_xcopa(rng, lang, split, n)]
+
+
+def gen_siqa(rng: random.Random, lang: str, split: str, n: int) -> list[Row]:
+    """Social IQa (``allenai/social_i_qa``): context, question, answerA-answerC, label ("1"-"3")."""
+    rows = []
+    for _ in range(n):
+        context, choices, label = _alternatives(rng, lang, 3)
+        question = rng.choice(("What is true of this person?", "What would others say about them?"))
+        rows.append(
+            {
+                "context": context,
+                "question": question,
+                **{f"answer{letter}": choice for letter, choice in zip("ABC", choices, strict=True)},
+                "label": str(label + 1),
             }
         )
     return rows

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 
 from trainers.config import ConfigError
 
-from ._classification import gen_anli, gen_mnli, gen_pawsx, gen_qqp, gen_sst2, gen_xnli
-from ._multiple_choice import gen_commonsenseqa, gen_cosmosqa, gen_hellaswag
+from ._classification import (
+    gen_anli,
+    gen_mnli,
+    gen_pawsx,
+    gen_pawsx_tt,
+    gen_qqp,
+    gen_sst2,
+    gen_xnli,
+    gen_xnli_tt,
+)
+from ._multiple_choice import gen_commonsenseqa, gen_copa, gen_cosmosqa, gen_hellaswag, gen_siqa, gen_xcopa
 from ._render import Row
 from ._retrieval import gen_bucc, gen_tatoeba
 from ._span_qa import gen_mlqa, gen_squad_v1, gen_squad_v2, gen_tydiqa, gen_xquad
@@ -56,6 +65,11 @@ GENERATORS: dict[str, MiniatureGenerator] = {
     "cosmosqa": MiniatureGenerator(gen_cosmosqa),
     "commonsenseqa": MiniatureGenerator(gen_commonsenseqa),
     "ccg": MiniatureGenerator(gen_ccg),
+    "xcopa": MiniatureGenerator(gen_xcopa, parallel=True),
+    "copa": MiniatureGenerator(gen_copa),
+    "siqa": MiniatureGenerator(gen_siqa),
+    "xnli_tt": MiniatureGenerator(gen_xnli_tt, parallel=True),
+    "pawsx_tt": MiniatureGenerator(gen_pawsx_tt, parallel=True),
 }
 """Task name -> its generator. Adding a task to the miniature is one entry here (and its generator)."""
 

@@ -44,10 +44,16 @@ N_RETRIEVAL = 150
 
 def miniature_splits(spec: TaskSpec) -> list[tuple[str, str, int]]:
     """The (language, split, size) files the miniature holds for ``spec``."""
-    languages = [lang for lang in MINIATURE_LANGUAGES if lang in spec.languages]
+    # A task none of whose languages the miniature has (XCOPA) is evaluated on the miniature's own
+    # non-English languages, standing in for them.
+    languages = [lang for lang in MINIATURE_LANGUAGES if lang in spec.languages] or [
+        lang for lang in MINIATURE_LANGUAGES if lang != "en"
+    ]
     train_size = N_QA_TRAIN if spec.type is TaskType.SPAN_QA else N_TRAIN
     if spec.role == "intermediate":
-        return [("en", "train", train_size), ("en", "dev", N_DEV)]
+        # A translate-train task trains on every language the miniature has of it.
+        trained = [lang for lang in MINIATURE_LANGUAGES if lang == "en" or lang in spec.train_languages]
+        return [(lang, "train", train_size) for lang in trained] + [("en", "dev", N_DEV)]
     if spec.is_retrieval:
         return [(lang, split, N_RETRIEVAL) for lang in languages if lang != "en" for split in ("dev", "test")]
     plan = [] if spec.train_task else [("en", "train", train_size)]
