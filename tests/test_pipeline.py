@@ -32,6 +32,9 @@ CHOSEN: list[Case] = [
     (["hellaswag"], "tydiqa", [], ("en", "ru")),  # multiple choice -> QA with its own train set
     (["cosmosqa"], "tatoeba", [], ("de", "es", "ru")),  # multiple choice -> retrieval
     (["commonsenseqa"], "pawsx", [], ("en", "de", "es")),  # 5-way multiple choice -> pair cls
+    # XTREME-R's XCOPA recipe (SIQA, then COPA: xcopa's train task) with a translate-train mixture: multiple
+    # choice -> multiple choice; XCOPA has no miniature language, the miniature's others stand in.
+    (["siqa", "xnli_tt"], "xcopa", [], ("de", "es", "ru")),
     (
         ["mnli", "qqp"],
         "bucc",
@@ -42,14 +45,15 @@ CHOSEN: list[Case] = [
 
 
 def _miniature_languages(target: TaskSpec) -> tuple[str, ...]:
-    """The languages the miniature scores ``target`` in (retrieval pairs English with each other one)."""
+    """The languages the miniature scores ``target`` in (retrieval pairs English with each other one); a
+    target with none of them (XCOPA) is scored in the miniature's non-English languages, its stand-ins."""
     from trainers.data import MINIATURE_LANGUAGES
 
     return tuple(
         lang
         for lang in MINIATURE_LANGUAGES
         if lang in target.languages and not (target.is_retrieval and lang == "en")
-    )
+    ) or tuple(lang for lang in MINIATURE_LANGUAGES if lang != "en")
 
 
 def _phase_types(cases: list[Case]) -> tuple[set[TaskType], set[TaskType]]:

@@ -77,6 +77,8 @@ class LayoutEntry:
     """Split -> what to say when its file is missing: what XTREME puts there, or what to put there instead."""
     companion: str = ""
     """Suffix of a second file the reader reads beside each one (Tatoeba's English side), if any."""
+    foreign: tuple[str, ...] = ()
+    """Languages whose files in ``folder`` belong to another task (XCOPA's folder holds COPA's English)."""
 
 
 LAYOUT: dict[str, LayoutEntry] = {
@@ -169,6 +171,8 @@ LAYOUT: dict[str, LayoutEntry] = {
             "dev": ("val-{lang}.jsonl", "val.{lang}.jsonl"),
             "test": ("test-{lang}.jsonl", "test.{lang}.jsonl"),
         },
+        foreign=("en",),
+        hints={"train": "XCOPA trains on COPA's English train set (the copa task)"},
     ),
     "siqa": LayoutEntry(
         "siqa",
@@ -217,6 +221,7 @@ def inventory(entry: LayoutEntry, root: Path) -> dict[str, tuple[str, ...]]:
                 match = regex.match(path.name)
                 if match and path.is_file():
                     languages.add(_language_of(entry, match["lang"]))
+        languages -= set(entry.foreign)
         if languages:
             found[split] = tuple(sorted(languages))
     return found
@@ -249,6 +254,11 @@ def find_file(task: TaskSpec, split: str, language: str, root: Path) -> tuple[La
     entry = entry_for(task, root)
     names = entry.files.get(split, ())
     code = entry.codes.get(language, language)
+    if language in entry.foreign:
+        raise DataError(
+            f"{task.name}: the {language!r} files in {root / entry.folder} belong to another task; "
+            f"it has {_describe(inventory(entry, root))}"
+        )
     candidates = [
         entry.folder + "/" + name.format(lang=code) for name in names if "{lang}" in name or language == "en"
     ]
