@@ -12,6 +12,7 @@ import torch
 
 from trainers import engine as engines
 from trainers.config import PhaseConfig, TransferConfig
+from trainers.encoders import load_encoder
 from trainers.errors import UserError
 from trainers.modeling import HeadSpec, TransferModel, count_parameters, freeze_bottom
 from trainers.progress import stage
@@ -26,15 +27,14 @@ class CheckpointWriteError(UserError):
 
 
 def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed: int) -> TransferModel:
-    """Load the encoder, add fresh heads (seeded), freeze the bottom ``freeze_depth`` layers."""
-    from transformers import AutoModel
-
+    """Load the encoder (a T5-family checkpoint: its encoder stack alone), add fresh heads (seeded), freeze
+    the bottom ``freeze_depth`` layers."""
     # A hub id is downloaded on first use (minutes for a large encoder): say so rather than stay silent.
     loading = (
         contextlib.nullcontext() if Path(encoder_dir).is_dir() else stage(f"loading encoder {encoder_dir}")
     )
     with loading:
-        encoder = AutoModel.from_pretrained(encoder_dir)
+        encoder = load_encoder(encoder_dir)
     if hasattr(encoder, "pooler"):
         encoder.pooler = None  # heads read token states; an unused pooler would get no gradient
     torch.manual_seed(seed)

@@ -96,6 +96,11 @@ def _encoder_version(name_or_path: str) -> str | None:
         tiny = _module_attr("trainers.encoders", "TINY_VERSION")
         text = _module_attr("trainers.data.miniature", "TOKENIZER_TEXT_VERSION")
         return f"tiny-v{tiny}-text{text}"
+    if name_or_path == "tiny-t5":
+        # Built like tiny: its pieces come from the same fixed text.
+        tiny_t5 = _module_attr("trainers.encoders", "TINY_T5_VERSION")
+        text = _module_attr("trainers.data.miniature", "TOKENIZER_TEXT_VERSION")
+        return f"tiny-t5-v{tiny_t5}-text{text}"
     if name_or_path == "minilm":
         try:
             from importlib.metadata import version

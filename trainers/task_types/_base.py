@@ -28,7 +28,9 @@ Batch = dict[str, list[Any]]
 """A batch of rows as ``Dataset.map(batched=True)`` passes and returns it."""
 
 Encode = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(input_ids, attention_mask) -> last hidden states [batch, length, hidden]``."""
+"""``(input_ids, attention_mask) ->`` what the type's head reads: the last hidden states [batch, length,
+hidden], or for a ``sentence_level`` type one vector per sequence [batch, hidden], pooled the encoder's way
+(``trainers.modeling.TransferModel.encode_sentences``)."""
 
 TEXT = datasets.Value("string")
 TEXTS = datasets.List(datasets.Value("string"))
@@ -70,6 +72,9 @@ class TaskTypeBase(ABC):
     """Its features depend on ``model.doc_stride`` (sliding windows)."""
     trainable: bool = True
     """It has a head, so it can be trained (intermediate or target phase)."""
+    sentence_level: bool = False
+    """Its head reads one pooled vector per sequence (``Encode``), not the token states: the first token's
+    state, or the masked mean for encoders without a ``[CLS]``-like token (the T5 family)."""
     xtreme_suffix: str = "tsv"
     """The suffix of its XTREME prediction and label files."""
     miniature: str | None = None

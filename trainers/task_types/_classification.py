@@ -1,4 +1,4 @@
-"""What single-sentence and sentence-pair classification share: one label per text, a first-token head."""
+"""What single-sentence and sentence-pair classification share: one label per text, a head on the pooled sequence."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from trainers.tasks import TaskSpec
 
 
 class ClassificationHead(nn.Module):
-    """Sentence(-pair) classification on the first token (XLM-R's head: dense, tanh, projection)."""
+    """Sentence(-pair) classification on the pooled sequence (XLM-R's head: dense, tanh, projection)."""
 
     def __init__(self, hidden: int, num_labels: int, dropout: float) -> None:
         super().__init__()
@@ -31,8 +31,8 @@ class ClassificationHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, num_labels)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(states[:, 0])
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(pooled)
         return self.out(self.dropout(torch.tanh(self.dense(x))))
 
 
@@ -55,8 +55,9 @@ def tokenize_classification(
 
 
 class ClassificationType(TaskTypeBase):
-    """One label per example (the ``label`` column), predicted from the first token."""
+    """One label per example (the ``label`` column), predicted from the pooled sequence."""
 
+    sentence_level = True
     label_roles = frozenset({"label"})
     needs_label_names = True
     miniature = "trainers.data.miniature._classification"

@@ -26,15 +26,15 @@ from trainers.tasks import TaskSpec, TaskType
 
 
 class ChoiceHead(nn.Module):
-    """A score per (context, choice) sequence, on its first token."""
+    """A score per (context, choice) sequence, on its pooled vector."""
 
     def __init__(self, hidden: int, dropout: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, 1)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(states[:, 0])).squeeze(-1)
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(pooled)).squeeze(-1)
 
 
 def tokenize_multiple_choice(batch: Batch, tokenizer: Any, max_length: int) -> Batch:
@@ -73,6 +73,7 @@ class MultipleChoice(TaskTypeBase):
     )
     optional_roles = frozenset({"context", "question"})
     label_roles = frozenset({"label"})
+    sentence_level = True
     miniature = "trainers.data.miniature._multiple_choice"
 
     def label_converter(self, task: TaskSpec, where: str) -> Callable[[Any], Any]:
