@@ -159,7 +159,7 @@ def test_tatoeba_laser_pairs() -> None:
 
 @needs_real
 def test_xcopa_and_siqa_jsonl() -> None:
-    # No registry entry yet (XTREME-R's tasks): the readers alone, on the real files.
+    # The readers alone, on the real files (tests/test_xtremer_tasks.py reads them through the registry).
     folder = REAL / LAYOUT["xcopa"].folder
     rows = read_copa_jsonl(folder / "val-et.jsonl")
     first = json.loads((folder / "val-et.jsonl").read_text(encoding="utf-8").split("\n", 1)[0])
@@ -207,7 +207,7 @@ def test_languages_and_missing_ones_list_what_is_there() -> None:
     ):
         load_split(udpos, "dev", "fr", _xtreme())
     with pytest.raises(
-        DataError, match=r"no mlqa/ folder in the XTREME download .*; it has: panx, pawsx, .*xnli"
+        DataError, match=r"no mlqa/ folder in the XTREME download .*; it has: copa, panx, pawsx, .*xnli"
     ):
         load_split(get_task("mlqa"), "dev", "de", _xtreme())
     with pytest.raises(DataError, match=r"mnli: data.source=xtreme reads only XTREME's tasks"):
