@@ -50,6 +50,10 @@ EXAMPLES: dict[TaskType, tuple[list[dict[str, Any]], tuple[str, ...]]] = {
         (),
     ),
     TaskType.RETRIEVAL: ([{"source": "Berlin ist eine Stadt.", "target": "Berlin is a city."}], ()),
+    TaskType.MASKED_LM: (
+        [{"text": "The cat sat on the mat in Paris."}, {"text": "Berlin ist eine Stadt in Deutschland."}],
+        (),
+    ),
 }
 
 

@@ -43,9 +43,13 @@ class HeadSpec:
         return cls(task.name, task.type, len(label_names or task.label_names))
 
 
-def make_head(spec: HeadSpec, hidden: int, dropout: float) -> nn.Module:
-    """A fresh, randomly initialised head for ``spec`` (its type module's)."""
-    return TASK_TYPES[spec.type].make_head(spec.num_labels, hidden, dropout)
+def make_head(spec: HeadSpec, hidden: int, dropout: float, encoder: nn.Module | None = None) -> nn.Module:
+    """A fresh, randomly initialised head for ``spec`` (its type module's); ``encoder``: the encoder it sits
+    on, for heads that share its weights (masked LM)."""
+    task_type = TASK_TYPES[spec.type]
+    if encoder is None:
+        return task_type.make_head(spec.num_labels, hidden, dropout)
+    return task_type.make_encoder_head(encoder, spec.num_labels, hidden, dropout)
 
 
 class TransferModel(nn.Module):
@@ -61,7 +65,7 @@ class TransferModel(nn.Module):
         )
         self.pooling: Pooling = sentence_pooling(str(getattr(config, "model_type", "")))
         self.head_specs = {spec.task: spec for spec in heads}
-        self.heads = nn.ModuleDict({spec.task: make_head(spec, hidden, dropout) for spec in heads})
+        self.heads = nn.ModuleDict({spec.task: make_head(spec, hidden, dropout, encoder) for spec in heads})
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states [batch, length, hidden]."""

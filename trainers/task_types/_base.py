@@ -121,6 +121,13 @@ class TaskTypeBase(ABC):
         """A fresh, randomly initialised head."""
         raise ValueError(f"task type {self.type} has no trainable head")
 
+    def make_encoder_head(
+        self, encoder: nn.Module, num_labels: int, hidden: int, dropout: float
+    ) -> nn.Module:
+        """A fresh head on ``encoder``: ``make_head``, unless the head shares the encoder's weights (an LM
+        head tied to the input embeddings)."""
+        return self.make_head(num_labels, hidden, dropout)
+
     def forward(
         self, encode: Encode, head: nn.Module, batch: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor | None, Any]:

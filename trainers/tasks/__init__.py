@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from trainers.errors import UserError
-from trainers.tasks._spec import SPLITS, HubSource, TaskSpec, TaskType
+from trainers.tasks._spec import INTERMEDIATE_ONLY_TYPES, SPLITS, HubSource, TaskSpec, TaskSpecError, TaskType
 from trainers.tasks.intermediate import INTERMEDIATE_TASKS
 from trainers.tasks.xtreme import XTREME_TASKS
 
@@ -99,6 +99,7 @@ _import_task_modules()  # last: the modules import this one's names
 
 __all__ = [
     "CANONICAL_COLUMNS",
+    "INTERMEDIATE_ONLY_TYPES",
     "INTERMEDIATE_TASK_NAMES",
     "OPTIONAL_ROLES",
     "ROLES",
@@ -109,6 +110,7 @@ __all__ = [
     "HubSource",
     "TaskRegistryError",
     "TaskSpec",
+    "TaskSpecError",
     "TaskType",
     "UnknownTaskError",
     "get_task",

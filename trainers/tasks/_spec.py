@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from trainers.errors import UserError
+
 
 class TaskType(StrEnum):
     """The shape of a task's input and output; each has a module in ``trainers/task_types`` holding its
@@ -16,9 +18,18 @@ class TaskType(StrEnum):
     SPAN_QA = "extractive_qa"
     MULTIPLE_CHOICE = "multiple_choice"
     RETRIEVAL = "retrieval"
+    MASKED_LM = "masked_lm"
+
+
+INTERMEDIATE_ONLY_TYPES = frozenset({TaskType.MASKED_LM})
+"""Types that only train an encoder further (no XTREME metric): a task of one is an intermediate task."""
 
 
 SPLITS = ("train", "dev", "test")
+
+
+class TaskSpecError(UserError, ValueError):
+    """A task entry whose fields contradict one another (one line)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,13 @@ class TaskSpec:
     """Examples in the full train split (of every ``train_languages``; the published count, source beside each entry), which the
     cost model of ``xstilts search --dry-run`` reads; ``None`` where the task trains on ``train_task`` or
     has no training data (retrieval)."""
+
+    def __post_init__(self) -> None:
+        if self.type in INTERMEDIATE_ONLY_TYPES and self.role != "intermediate":
+            raise TaskSpecError(
+                f"task {self.name}: a {self.type.value} task is an intermediate task only "
+                f"(role='intermediate'), got role={self.role!r}"
+            )
 
     @property
     def num_labels(self) -> int:

@@ -218,6 +218,18 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         description="CCGbank supertagging (licensed: local files only; tags read from the train split).",
         train_size=38_015,  # CCGbank train sections as in jiant / Phang et al. 2020; not verified here
     ),
+    TaskSpec(
+        name="mlm_multilingual",
+        type=TaskType.MASKED_LM,
+        hub=HubSource(
+            # One config per language; the dump has a train split only: its first 2,000 articles are the
+            # dev set, the next 50,000 the training text (an article's first max_seq_length tokens each).
+            "wikimedia/wikipedia",
+            "20231101.{lang}",
+            {"train": "train[2000:52000]", "dev": "train[:2000]"},
+            verified="parquet: 20231101.<lang>/train-*.parquet on main (hub tree of 20231101.no, .sr, .fa, "
+            ".pt seen through the search tool; commits 'Add 20231101.<lang> data files')",
+        ),
         columns={"text": "text"},
         languages=XNLI_LANGUAGES,
         train_languages=XNLI_LANGUAGES,

@@ -22,6 +22,7 @@ from ._classification import (
     gen_xnli,
     gen_xnli_tt,
 )
+from ._masked_lm import gen_mlm_multilingual
 from ._multiple_choice import gen_commonsenseqa, gen_copa, gen_cosmosqa, gen_hellaswag, gen_siqa, gen_xcopa
 from ._render import Row
 from ._retrieval import gen_bucc, gen_tatoeba
@@ -65,6 +66,7 @@ GENERATORS: dict[str, MiniatureGenerator] = {
     "cosmosqa": MiniatureGenerator(gen_cosmosqa),
     "commonsenseqa": MiniatureGenerator(gen_commonsenseqa),
     "ccg": MiniatureGenerator(gen_ccg),
+    "mlm_multilingual": MiniatureGenerator(gen_mlm_multilingual),
     "xcopa": MiniatureGenerator(gen_xcopa, parallel=True),
     "copa": MiniatureGenerator(gen_copa),
     "siqa": MiniatureGenerator(gen_siqa),
