@@ -98,3 +98,78 @@ def test_a_killed_worker_resumes_its_phase_from_the_last_checkpoint(tiny_config:
     # Resumed from a checkpoint of the killed attempt: at or after the one seen before the kill.
     assert killed_after <= results["target/resumed_from_step"] < TOTAL
     assert results["target/resumed_from_step"] % EVERY == 0
+
+
+def _tune_checkpoint_steps(storage: Path) -> list[int]:
+    """Target steps of the checkpoints in-process trials have reported to Tune (persisted in their trial dirs)."""
+    steps = []
+    for state in storage.glob("*/*/*/checkpoint_*/state.json"):
+        try:
+            data = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if data.get("phase") == "target":
+            steps.append(int(data["step"]))
+    return sorted(steps)
+
+
+def _trial_actors(session: int) -> list[int]:
+    """Pids of Tune's trial actor processes in ``session``."""
+    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True)
+    return [
+        int(pid)
+        for pid, sid, args in (line.split(None, 2) for line in listing.stdout.splitlines())
+        if int(sid) == session and "ImplicitFunc" in args
+    ]
+
+
+def test_a_killed_in_process_trial_resumes_its_phase_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """A one-worker search trial trains in its Tune actor (scaling.worker_group: auto): kill that actor
+    mid-phase and Tune's retry resumes the phase from the trial's last checkpoint, in the same MLflow run."""
+    from studies import search_command, tiny_study, trial_runs
+
+    from trainers import keys
+
+    space = tiny_study(
+        tmp_path,
+        tmp_path / "cache",
+        name="tk",
+        samples=1,  # the first seeded point: no intermediate phase
+        target={"max_steps": TOTAL, "eval_every": 20, "checkpoint_every": EVERY},
+        scheduler={"type": "fifo"},
+        languages=["en", "de"],
+    )
+    storage = tmp_path / "storage"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log = tmp_path / "search.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(
+            search_command(space, "tk", storage, uri),
+            cwd=tmp_path,
+            env=driver_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _tune_checkpoint_steps(storage):
+            assert driver.poll() is None, tail(log)
+            assert time.monotonic() < deadline, "no checkpoint reported in time"
+            time.sleep(0.2)
+        actors = _trial_actors(driver.pid)
+        assert actors, "no trial actor found in the driver's session"
+        for pid in actors:
+            os.kill(pid, signal.SIGKILL)
+        killed_after = _tune_checkpoint_steps(storage)[-1]
+        assert driver.wait(timeout=TIMEOUT_S) == 0, tail(log)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    (run,) = trial_runs(uri, "tk")  # one trial, one run: the retry logged into it
+    metrics = run.data.metrics
+    print(f"killed the trial actor after the step-{killed_after} checkpoint; resumed from {metrics}")
+    assert run.data.tags[keys.STATUS_TAG] == keys.COMPLETED
+    assert metrics[keys.TARGET_STEP] == TOTAL and metrics[keys.FINISHED] == 1.0
+    resumed = metrics["target/resumed_from_step"]
+    assert 0 < resumed < TOTAL and resumed % EVERY == 0
