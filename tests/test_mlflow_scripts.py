@@ -108,14 +108,33 @@ def assert_one_line_failure(result: subprocess.CompletedProcess[str], *needles: 
 
 
 @pytest.mark.parametrize("script", [LOCAL, SHARED], ids=lambda p: p.name)
-def test_script_parses_and_is_executable(script: Path) -> None:
+def test_script_parses_runs_as_a_program_and_becomes_the_server(
+    script: Path, tmp_path: Path, fake_bin: str
+) -> None:
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     assert script.stat().st_mode & stat.S_IXUSR, f"chmod +x {script}"
-    text = script.read_text()
-    assert text.startswith("#!/usr/bin/env bash\n")
-    assert "set -euo pipefail" in text
-    assert "exec mlflow server" in text
+    # Run as a program (its own interpreter line), not through bash: it replaces itself with the server
+    # (exec), so the process started here is the server's, with the same id.
+    env = clean_env(fake_bin, MLFLOW_BACKEND_STORE_URI=PG_URI, XSTILTS_STORAGE="s3://bucket/xstilts")
+    process = subprocess.Popen(
+        [str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    ran = subprocess.CompletedProcess([str(script)], process.returncode, stdout, stderr)
+    assert fake_value(ran, "PID") == str(process.pid)
+
+
+def test_a_failing_step_stops_the_script_before_the_server(tmp_path: Path, fake_bin: str) -> None:
+    # The artifact directory cannot be made (a file is in its way): the script stops there (errexit)
+    # instead of starting a server that would fail on its first artifact.
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    env = clean_env(fake_bin, MLFLOW_ARTIFACTS_DESTINATION=str(tmp_path / "blocker" / "artifacts"))
+    result = run_script(LOCAL, cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    assert "FAKE-ARGS" not in result.stdout, "the server must not be started"
+    assert "blocker" in result.stderr
 
 
 def test_mlflow_directory_does_not_shadow_the_library() -> None:
