@@ -93,13 +93,16 @@ def trial_times(uri: str, mode: str) -> list[dict[str, float]]:
     """Start-up and teardown seconds of every trial of search ``startup-<mode>``."""
     from mlflow.tracking import MlflowClient
 
-    from trainers.keys import TIME_FIRST_STEP_AT, TIME_LAST_STEP_AT
+    from search.layout import SearchLayout
+    from trainers.keys import INTERMEDIATE_REUSED, KIND_TAG, KIND_TRIAL, TIME_FIRST_STEP_AT, TIME_LAST_STEP_AT
 
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(f"xstilts-startup-{mode}")
+    experiment = client.get_experiment_by_name(SearchLayout(f"startup-{mode}").experiment_name)
     assert experiment is not None, f"no experiment for mode {mode}"
     rows = []
-    for run in client.search_runs([experiment.experiment_id], filter_string="tags.`xstilts.kind` = 'trial'"):
+    for run in client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{KIND_TRIAL}'"
+    ):
         metrics: dict[str, Any] = run.data.metrics
         if TIME_FIRST_STEP_AT not in metrics or run.info.end_time is None:
             continue
@@ -107,7 +110,7 @@ def trial_times(uri: str, mode: str) -> list[dict[str, float]]:
             {
                 "startup_s": metrics[TIME_FIRST_STEP_AT] - run.info.start_time / 1000,
                 "teardown_s": run.info.end_time / 1000 - metrics[TIME_LAST_STEP_AT],
-                "reused": metrics.get("intermediate_reused", 0.0),
+                "reused": metrics.get(INTERMEDIATE_REUSED, 0.0),
             }
         )
     return rows
