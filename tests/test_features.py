@@ -155,6 +155,30 @@ def test_retrieval_one_text_column(tokenizer: Any) -> None:
         featurize(get_task("bucc"), pairs, tokenizer, max_length=32, doc_stride=8, training=False)
 
 
+def test_masked_lm_features_mask_in_the_head_for_training_and_once_for_evaluation(tokenizer: Any) -> None:
+    rows = [{"text": "The cat sat on the mat while the dog slept. " * 6}, {"text": "Paris"}]
+    train = run("mlm_multilingual", rows, tokenizer)
+    assert train.column_names == ["input_ids", "attention_mask", "labels"]
+    assert len(train[0]["input_ids"]) == MAX_LENGTH  # truncated
+    tokens = tokenizer.convert_ids_to_tokens(train[0]["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and set(tokens[1:-1]) == {"[MASK]"}
+    assert train[0]["labels"][0] == train[0]["labels"][-1] == -100 and -100 not in train[0]["labels"][1:-1]
+    evaluation = run("mlm_multilingual", rows, tokenizer, training=False)
+    masked = [[i for i, label in enumerate(row["labels"]) if label != -100] for row in evaluation]
+    assert [len(m) for m in masked] == [round(0.15 * (MAX_LENGTH - 2)), 1]
+    batch = collate([evaluation[0], evaluation[1]], tokenizer.pad_token_id)
+    assert batch["labels"].shape == batch["input_ids"].shape and batch["labels"][1, 3:].eq(-100).all()
+    with pytest.raises(DataError, match="mlm_multilingual: dataset lacks canonical column"):
+        featurize(
+            get_task("mlm_multilingual"),
+            canonical("sst2", [{"text_a": "a", "label": "positive"}]),
+            tokenizer,
+            max_length=MAX_LENGTH,
+            doc_stride=16,
+            training=True,
+        )
+
+
 def test_missing_canonical_columns(tokenizer: Any) -> None:
     raw = datasets.Dataset.from_list([{"premise": "a", "hypothesis": "b", "label": 0}])
     with pytest.raises(DataError, match="lacks canonical column"):
@@ -302,5 +326,5 @@ def test_collate_pads_and_keeps_model_inputs(tokenizer: Any) -> None:
 
 
 def test_every_task_type_is_covered() -> None:
-    covered = {"xnli", "sst2", "panx", "commonsenseqa", "bucc", "xquad"}
+    covered = {"xnli", "sst2", "panx", "commonsenseqa", "bucc", "xquad", "mlm_multilingual"}
     assert {get_task(name).type for name in covered} == set(TaskType)

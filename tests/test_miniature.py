@@ -165,6 +165,8 @@ def _check_row(spec: TaskSpec, row: dict[str, Any], lang: str) -> None:
             if role in cols:
                 assert isinstance(_column(row, cols[role]), str)
         _check_label(spec, _column(row, cols["label"]))
+    elif spec.type is TaskType.MASKED_LM:
+        assert isinstance(_column(row, cols["text"]), str) and _column(row, cols["text"]).strip()
     else:
         source, target = _column(row, cols["source"]), _column(row, cols["target"])
         assert isinstance(source, str) and isinstance(target, str) and source and target
