@@ -2,7 +2,9 @@
 
 Each (intermediate, target) case runs phase 1 (train + publish to the cache), phase 2 (fine-tune on
 English; skipped for retrieval targets) and phase 3 (zero-shot on every miniature language of the
-target). The cases are chosen so that each task type appears in each phase at least once.
+target). The cases are chosen so that each task type appears in each phase at least once. The T5 family
+(``tiny-t5``: an encoder stack without a CLS token, mean-pooled) runs one tagging and one sentence-level
+case the same way; its other types are covered at the unit level (``tests/test_t5_encoder.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import AutoModel
 
 from trainers.checkpoint_cache import META_FILE, CheckpointCache, intermediate_key, key_fields
-from trainers.encoders import resolve_encoder
+from trainers.encoders import load_encoder, resolve_encoder
+from trainers.modeling import encoder_layers
 from trainers.task_types import TASK_TYPES
 from trainers.tasks import INTERMEDIATE_TASK_NAMES, TARGET_TASKS, TaskSpec, TaskType, get_task
 from trainers.worker import RESULTS_FILE, Plan, run_local
@@ -97,20 +99,28 @@ def test_cases_cover_every_task_type_in_every_phase() -> None:
         assert _miniature_languages(get_task(target)) == languages, target
 
 
+T5_CASES: list[Case] = [
+    (["ccg"], "udpos", ["intermediate.freeze_depth=1"], ("en", "de", "es", "ru")),  # tagging -> tagging
+    (["mnli"], "pawsx", ["target.freeze_depth=1"], ("en", "de", "es")),  # pair cls -> pair cls, mean-pooled
+]
+
+
 @functools.cache
-def _tiny_counts(cache_dir: Path) -> tuple[int, int, int]:
-    """(embeddings, one layer, whole encoder without pooler) parameter counts of the tiny encoder."""
-    encoder = AutoModel.from_pretrained(resolve_encoder("tiny", cache_dir))
-    embeddings = sum(p.numel() for p in encoder.embeddings.parameters())
-    layer = sum(p.numel() for p in encoder.encoder.layer[0].parameters())
-    pooler = sum(p.numel() for p in encoder.pooler.parameters()) if encoder.pooler is not None else 0
-    return embeddings, layer, sum(p.numel() for p in encoder.parameters()) - pooler
+def _tiny_counts(cache_dir: Path, encoder_name: str = "tiny") -> tuple[int, tuple[int, ...], int]:
+    """(embeddings, each layer, whole encoder without pooler) parameter counts of a built-in tiny encoder."""
+    encoder = load_encoder(resolve_encoder(encoder_name, cache_dir))
+    embedding_module, layer_modules = encoder_layers(encoder)
+    embeddings = sum(p.numel() for p in embedding_module.parameters())
+    layers = tuple(sum(p.numel() for p in layer.parameters()) for layer in layer_modules)
+    pooler = getattr(encoder, "pooler", None)
+    pooled = sum(p.numel() for p in pooler.parameters()) if pooler is not None else 0
+    return embeddings, layers, sum(p.numel() for p in encoder.parameters()) - pooled
 
 
-def _frozen_count(cache_dir: Path, depth: int) -> int:
+def _frozen_count(cache_dir: Path, depth: int, encoder_name: str = "tiny") -> int:
     """Parameters that ``freeze_depth=depth`` freezes: the embeddings and ``depth`` layers (none at 0)."""
-    embeddings, layer, _ = _tiny_counts(cache_dir)
-    return 0 if depth == 0 else embeddings + depth * layer
+    embeddings, layers, _ = _tiny_counts(cache_dir, encoder_name)
+    return 0 if depth == 0 else embeddings + sum(layers[:depth])
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -134,8 +144,22 @@ def _check_published(cache_root: Path, config: Any) -> Path:
 def test_every_task_type_through_every_phase(
     case: Case, tiny_config: Any, cache_dir: Path, tmp_path: Path
 ) -> None:
+    _run_and_check(case, "tiny", tiny_config, cache_dir, tmp_path)
+
+
+@pytest.mark.parametrize("case", T5_CASES, ids=[_ids(c) for c in T5_CASES])
+def test_t5_family_through_every_phase(case: Case, tiny_config: Any, cache_dir: Path, tmp_path: Path) -> None:
+    config = _run_and_check(case, "tiny-t5", tiny_config, cache_dir, tmp_path)
+    # The published intermediate encoder is the encoder stack alone, and loads back as one.
+    entry = _check_published(tmp_path / "intermediate-cache", config)
+    assert json.loads((entry / "config.json").read_text())["architectures"] == ["MT5EncoderModel"]
+    assert type(load_encoder(str(entry))).__name__ == "MT5EncoderModel"
+
+
+def _run_and_check(case: Case, encoder: str, tiny_config: Any, cache_dir: Path, tmp_path: Path) -> Any:
+    """Run ``case`` on the built-in ``encoder`` through every phase and check what each phase left."""
     tasks, target, overrides, languages = case
-    config = tiny_config(tmp_path / "run", target, tasks, overrides)
+    config = tiny_config(tmp_path / "run", target, tasks, [f"model.name_or_path={encoder}", *overrides])
     cache_root = tmp_path / "intermediate-cache"
     metrics = run_local(Plan(config, cache_root=str(cache_root)))
 
@@ -172,7 +196,7 @@ def test_every_task_type_through_every_phase(
         assert results["target/progress"] == 1.0
         assert results["target/resumed_from_step"] == 0
         assert results["time/target_s"] > 0
-        frozen = _frozen_count(cache_dir, config.target.freeze_depth)
+        frozen = _frozen_count(cache_dir, config.target.freeze_depth, encoder)
         assert results["target/trainable_params"] == results["total_params"] - frozen
         if config.target.freeze_depth:
             assert frozen > 0
@@ -189,9 +213,11 @@ def test_every_task_type_through_every_phase(
         for key in scores:
             assert 0.0 <= results[key] <= 100.0, key
     # Trainable: the unfrozen encoder plus the mixture's heads (small next to the embeddings).
-    encoder_size = _tiny_counts(cache_dir)[2]
+    encoder_size = _tiny_counts(cache_dir, encoder)[2]
     inter_trainable = results["intermediate/trainable_params"]
-    assert inter_trainable > encoder_size - _frozen_count(cache_dir, config.intermediate.freeze_depth)
+    assert inter_trainable > encoder_size - _frozen_count(
+        cache_dir, config.intermediate.freeze_depth, encoder
+    )
     if config.intermediate.freeze_depth:
         assert inter_trainable < encoder_size
     _check_published(cache_root, config)
@@ -200,6 +226,7 @@ def test_every_task_type_through_every_phase(
     lines = _read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert lines[-1]["finished"] == 1.0
     assert any(line.get("target_step") == 0 for line in lines)  # reported right after phase 1
+    return config
 
 
 def test_intermediate_checkpoint_is_reused(tiny_config: Any, tmp_path: Path) -> None:

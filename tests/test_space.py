@@ -86,7 +86,13 @@ def test_demo_is_offline_tiny_and_small() -> None:
 
 def test_encoders_space_bounds_freeze_depth_by_the_smallest_encoder() -> None:
     space = load_space("encoders")
-    assert space.encoders == ("bert-base-multilingual-cased", "xlm-roberta-base", "xlm-roberta-large")
+    assert space.encoders == (
+        "bert-base-multilingual-cased",
+        "xlm-roberta-base",
+        "xlm-roberta-large",
+        "google/mt5-base",
+        "google/mt5-large",
+    )
     assert space.layers == 12 and space.param("target.freeze_depth").high == 12  # type: ignore[union-attr]
     assert load_space("freeze").param("target.freeze_depth").high == 24  # type: ignore[union-attr]
 
