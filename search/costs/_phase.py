@@ -53,7 +53,8 @@ class CostAssumptions:
 RULES: tuple[str, ...] = (
     "training FLOPs per token = forward x 3 for each trainable layer, x 1 for a frozen one (the bottom "
     "freeze_depth layers and the embeddings need no backward); forward per layer = 2 x (4 h^2 + 2 h ffn) "
-    "+ 4 x seq x h; embeddings, heads, evaluation, start-up, data loading and checkpointing not counted",
+    "+ 4 x seq x h (T5 family: 2 x (4 h a + 3 h ffn) + 4 x seq x a, a the attention width, the FFN gated); "
+    "embeddings, heads, evaluation, start-up, data loading and checkpointing not counted",
     "every sequence padded to model.max_seq_length; a QA example is one window; a multiple-choice "
     "example is one sequence per choice",
     "steps = max_steps, else ceil(epochs x train examples / global batch) with train examples from the "
