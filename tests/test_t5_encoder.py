@@ -6,6 +6,7 @@ memory plan; every task type from rows to its metric on a tiny mT5 encoder (the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,45 @@ def test_the_t5_plan_is_within_20_percent_of_tiny_t5s_measured_memory_on_cpu(
     assert plan.parameters + plan.gradients + plan.optimizer == pytest.approx(static, rel=0.01)
     assert plan.activations == pytest.approx(activations, rel=0.20)
     assert plan.total == pytest.approx(static + activations, rel=0.20)
+
+
+def test_a_checkpoint_with_only_a_sentencepiece_model_gets_a_fast_tokenizer(
+    t5_dir: str, t5_tokenizer: Any, tmp_path: Path
+) -> None:
+    """google/mt5-* ship ``spiece.model`` and no ``tokenizer.json``: the fast tokenizer the tagging and QA
+    features need (offsets, word ids) is converted from it, which takes the ``sentencepiece`` package."""
+    pytest.importorskip("sentencepiece")
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    from trainers.prepare import load_tokenizer
+
+    # tiny-t5's Unigram pieces, written as a sentencepiece model (mT5's layout: pad 0, eos 1, unk 2).
+    vocab = json.loads((Path(t5_dir) / "tokenizer.json").read_text())["model"]["vocab"]
+    proto = import_protobuf().ModelProto()
+    for piece, score in vocab:
+        entry = proto.pieces.add()
+        entry.piece, entry.score = piece, score
+        entry.type = {"<unk>": 2, "<pad>": 3, "</s>": 3, "<extra_id_0>": 4}.get(piece, 1)
+    proto.trainer_spec.model_type = 1  # Unigram
+    proto.trainer_spec.unk_id, proto.trainer_spec.pad_id, proto.trainer_spec.eos_id = 2, 0, 1
+    proto.trainer_spec.bos_id = -1
+    proto.normalizer_spec.name, proto.normalizer_spec.add_dummy_prefix = "nmt_nfkc", True
+    (tmp_path / "spiece.model").write_bytes(proto.SerializeToString())
+    special = {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>", "extra_ids": 0}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", **special}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mt5"}))
+
+    tokenizer = load_tokenizer(str(tmp_path))
+    assert tokenizer.is_fast
+    text = (
+        "paris is the capital of france"  # lower case, no punctuation: tiny-t5's normaliser changes nothing
+    )
+    assert tokenizer(text)["input_ids"] == t5_tokenizer(text)["input_ids"]
+    rows = [{"tokens": ["paris", "is", "a", "city"], "tags": ["PROPN", "AUX", "DET", "NOUN"]}]
+    task = get_task("udpos")
+    dataset = datasets.Dataset.from_list(rows, features=TASK_TYPES[task.type].canonical_features)
+    names = ("PROPN", "AUX", "DET", "NOUN")
+    features = featurize(
+        task, dataset, tokenizer, max_length=32, doc_stride=8, training=True, label_names=names
+    )
+    assert [label for label in features[0]["labels"] if label >= 0] == [0, 1, 2, 3]
