@@ -1,6 +1,6 @@
 """``xstilts report``: plots and a Markdown summary of a search, also logged to MLflow.
 
-Five PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``:
+Six PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``:
 
 (a) ``gain_heatmap.png``: the gain of each intermediate task over the no-intermediate baseline per
     target, as in Phang et al. (2020): rows intermediate tasks, columns targets, value = the best
@@ -14,7 +14,11 @@ Five PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>`
     and of the best baseline trial;
 (e) ``compute.png``: per target, the incumbent (the best completed trial so far on the search's
     objective) and its zero_shot_avg against the compute the target's trials had spent by then
-    (``cost/gpu_s``, trials in start order).
+    (``cost/gpu_s``, trials in start order);
+(f) ``gain_cost.png``: per target, each completed trial's gain over the no-intermediate baseline (its
+    zero_shot_avg minus the mean of the target's completed baseline trials) against its cost
+    (``cost/gpu_s``, as logged: a trial that reused a cached intermediate encoder did not pay for it),
+    with the Pareto front (no other trial gains more for less).
 
 The files are logged as artifacts (``report/``) of the search's latest selection run
 (``xstilts.kind=selection``), or of a new one when ``xstilts select`` has not been run yet.
@@ -32,6 +36,7 @@ from search.layout import DEFAULT_STORAGE, SearchLayout
 from search.report_plots import (
     plot_compute,
     plot_freeze_depth,
+    plot_gain_cost,
     plot_heatmap,
     plot_importances,
     plot_languages,
@@ -228,6 +233,55 @@ def compute_curve(trials: Sequence[Trial], target: str, metric: str, mode: str =
     return curve
 
 
+@dataclass(frozen=True)
+class CostPoint:
+    """One completed trial of a target: its gain over the no-intermediate baseline against its cost."""
+
+    trial_id: str
+    intermediate: str
+    """Its intermediate task (``none``, a task, a mixture ``a+b``)."""
+    gpu_s: float
+    """Device-seconds it held (``cost/gpu_s``)."""
+    gain: float
+    """Its zero_shot_avg minus the mean zero_shot_avg of the target's completed baseline trials."""
+    on_front: bool
+    """No other trial of the target gains as much or more for as little or less (one of them strictly)."""
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Which (cost, gain) points no other point dominates: costs no more and gains no less, one strictly."""
+    return [
+        not any(
+            other_cost <= cost and other_gain >= gain and (other_cost, other_gain) != (cost, gain)
+            for other_cost, other_gain in points
+        )
+        for cost, gain in points
+    ]
+
+
+def gain_cost_points(trials: Sequence[Trial], target: str) -> list[CostPoint]:
+    """(f) ``target``'s completed, priced trials as (cost, gain) points, in cost order; [] without a baseline."""
+    done = [
+        t
+        for t in trials
+        if t.target == target and t.status == COMPLETED and t.metric(TEST_METRIC) is not None
+    ]
+    base = [t.metric(TEST_METRIC) or 0.0 for t in done if t.intermediate_task == BASELINE]
+    priced = sorted(
+        (t for t in done if t.metric(COST_GPU_S) is not None),
+        key=lambda t: (t.metric(COST_GPU_S) or 0.0, t.start_time, t.trial_id),
+    )
+    if not base or not priced:
+        return []
+    baseline = sum(base) / len(base)
+    raw = [(t.metric(COST_GPU_S) or 0.0, (t.metric(TEST_METRIC) or 0.0) - baseline) for t in priced]
+    front = pareto_front(raw)
+    return [
+        CostPoint(t.trial_id, t.intermediate_task, cost, gain, on)
+        for t, (cost, gain), on in zip(priced, raw, front, strict=True)
+    ]
+
+
 # -- Markdown -------------------------------------------------------------------------------------
 
 
@@ -240,8 +294,9 @@ def summary_markdown(
     winners: dict[str, dict[str, Trial | None]],
     pick: str,
     metric: str,
+    costs: dict[str, list[CostPoint]] | None = None,
 ) -> str:
-    """The report's Markdown: counts, winners, gains, importances and the plots."""
+    """The report's Markdown: counts, winners, gains, gains against cost, importances and the plots."""
     lines = [
         f"# Search `{search}`",
         "",
@@ -308,6 +363,7 @@ def summary_markdown(
             lines.append(f"- **{target}**: {value}")
         else:
             lines.append(f"- **{target}**: " + ", ".join(f"{k} {v:.2f}" for k, v in value.items()))
+    lines += _cost_markdown(costs or {})
     lines += [
         "",
         "## Plots",
@@ -322,8 +378,34 @@ def summary_markdown(
         "",
         "![score against cumulative compute](compute.png)",
         "",
+        "![gain against cost, Pareto front](gain_cost.png)",
+        "",
     ]
     return "\n".join(lines)
+
+
+def _cost_markdown(costs: dict[str, list[CostPoint]]) -> list[str]:
+    """Per target, the Pareto front of gain against cost, cheapest first."""
+    lines = [
+        "",
+        "## Gain against cost (Pareto front)",
+        "",
+        "Per target, the completed trials no other beats on both: gain over the mean of the baseline trials "
+        "(zero_shot_avg) against device-hours (`cost/gpu_s` as logged; a trial that reused a cached "
+        "intermediate encoder did not pay for it).",
+        "",
+    ]
+    for target, points in costs.items():
+        front = [p for p in points if p.on_front]
+        if not front:
+            lines.append(f"- **{target}**: no completed, priced trial beside a completed baseline")
+            continue
+        cells = ", ".join(
+            f"{p.intermediate} ({p.trial_id}) {_fmt(p.gain, signed=True)} at {p.gpu_s / 3600:.3g} GPU-h"
+            for p in front
+        )
+        lines.append(f"- **{target}**: {cells}")
+    return lines
 
 
 # -- the whole report ---------------------------------------------------------------------------
@@ -364,6 +446,7 @@ def report(options: ReportOptions) -> Report:
             "importance.png",
             "winners_languages.png",
             "compute.png",
+            "gain_cost.png",
         )
     ]
     plot_heatmap(heatmap, options.pick, files[0])
@@ -371,9 +454,13 @@ def report(options: ReportOptions) -> Report:
     plot_importances(found, metric, files[2])
     plot_languages(winners, files[3])
     plot_compute({t: compute_curve(trials, t, metric) for t in targets}, metric, files[4])
+    costs = {t: gain_cost_points(trials, t) for t in targets}
+    plot_gain_cost(costs, files[5])
     summary = out / "summary.md"
     summary.write_text(
-        summary_markdown(options.search, trials, targets, heatmap, found, winners, options.pick, metric)
+        summary_markdown(
+            options.search, trials, targets, heatmap, found, winners, options.pick, metric, costs
+        )
     )
     files.append(summary)
     notes = [f"{t}: {v}" for t, v in found.items() if isinstance(v, str)]
@@ -426,14 +513,17 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 
 __all__ = [
+    "CostPoint",
     "Heatmap",
     "Report",
     "ReportOptions",
     "best_trial",
     "format_report",
+    "gain_cost_points",
     "gain_heatmap",
     "importances",
     "languages_of",
     "optuna_db",
+    "pareto_front",
     "report",
 ]

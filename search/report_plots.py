@@ -13,7 +13,7 @@ from trainers import keys
 from trainers.keys import COMPLETED, EARLY_STOPPED
 
 if TYPE_CHECKING:  # report imports this module: the types only, never at run time
-    from search.report import ComputePoint, Heatmap
+    from search.report import ComputePoint, CostPoint, Heatmap
 
 
 def _pyplot() -> Any:
@@ -219,6 +219,49 @@ def plot_compute(curves: dict[str, list[ComputePoint]], metric: str, path: Path)
     _save(fig, path)
 
 
+def plot_gain_cost(costs: dict[str, list[CostPoint]], path: Path) -> None:
+    """(f) Gain over the baseline against device-hours, one panel per target: a trial a dot, coloured by its
+    intermediate task, and the Pareto front as a step line through the trials no other beats on both."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 3.8), squeeze=False)
+    tasks = sorted({p.intermediate for points in costs.values() for p in points})
+    colours = {task: plt.get_cmap("tab10")(i % 10) for i, task in enumerate(tasks)}
+    for ax, (target, points) in zip(axes[0], costs.items(), strict=True):
+        if not points:
+            ax.text(
+                0.5,
+                0.5,
+                "no priced trials beside a baseline",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+        for task in sorted({p.intermediate for p in points}):
+            mine = [p for p in points if p.intermediate == task]
+            ax.scatter(
+                [p.gpu_s / 3600 for p in mine], [p.gain for p in mine], color=colours[task], label=task, s=24
+            )
+        front = sorted((p for p in points if p.on_front), key=lambda p: p.gpu_s)
+        if front:
+            ax.step(
+                [p.gpu_s / 3600 for p in front],
+                [p.gain for p in front],
+                where="post",
+                color="black",
+                linewidth=1,
+                label="Pareto front",
+            )
+            ax.legend(fontsize=7)
+        ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("device-hours (cost/gpu_s)")
+        ax.set_title(target)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"gain over no intermediate task ({TEST_METRIC})")
+    fig.suptitle("Gain against cost", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -240,6 +283,7 @@ def _wrap(text: str, width: int) -> str:
 __all__ = [
     "plot_compute",
     "plot_freeze_depth",
+    "plot_gain_cost",
     "plot_heatmap",
     "plot_importances",
     "plot_languages",

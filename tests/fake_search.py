@@ -39,6 +39,8 @@ class FakeTrial:
     zero_shot: dict[str, float] = field(default_factory=dict)
     status: str = "completed"
     """completed | early_stopped | failed | running."""
+    cost_gpu_s: float | None = None
+    """Device-seconds the trial held (``cost/gpu_s`` on its final report); None: unpriced."""
 
 
 @dataclass
@@ -124,6 +126,8 @@ def _results(trial: FakeTrial) -> list[dict[str, Any]]:
     }
     if trial.en_dev is not None:
         final["en_dev"] = trial.en_dev
+    if trial.cost_gpu_s is not None:
+        final[keys.COST_GPU_S] = trial.cost_gpu_s
     return [first, final]
 
 

@@ -115,6 +115,7 @@ def test_report_writes_plots_and_summary_and_logs_them(searched: tuple[str, Path
     assert names == [
         "compute.png",
         "freeze_depth.png",
+        "gain_cost.png",
         "gain_heatmap.png",
         "importance.png",
         "summary.md",
@@ -208,3 +209,68 @@ def test_compute_curve_follows_the_incumbent_over_spent_compute() -> None:
     ]
     unpriced = [replace(t, metrics={k: v for k, v in t.metrics.items() if k != "cost/gpu_s"}) for t in trials]
     assert rep.compute_curve(unpriced, "udpos", "en_dev") == []
+
+
+def _priced(
+    run_id: str, task: str, zero_shot: float, cost: float, target: str = "xnli", **kw: Any
+) -> sel.Trial:
+    base = trial(run_id, target, task, zero_shot, **kw)
+    return replace(base, metrics={**base.metrics, "cost/gpu_s": cost})
+
+
+def test_pareto_front_keeps_the_points_no_other_beats_on_both() -> None:
+    points = [(1.0, 0.0), (2.0, 3.0), (3.0, 2.0), (4.0, 5.0), (4.0, 4.0), (5.0, 5.0), (2.0, 3.0)]
+    # (3, 2) costs more than (2, 3) for less; (4, 4) and (5, 5) are beaten by (4, 5); equal points both stay.
+    assert rep.pareto_front(points) == [True, True, False, True, False, False, True]
+    assert rep.pareto_front([]) == []
+
+
+def test_gain_cost_points_measure_gain_over_the_mean_baseline_against_logged_cost() -> None:
+    trials = [
+        _priced("b1", "none", 50.0, 100.0),
+        _priced("b2", "none", 52.0, 120.0),  # the baseline is their mean, 51
+        _priced("m", "mnli", 55.0, 400.0),
+        _priced("t", "xnli_tt", 58.0, 900.0),
+        _priced("l", "mlm_multilingual", 53.0, 1000.0),  # dearer than xnli_tt for less gain: off the front
+        _priced("s", "mnli", 70.0, 10.0, status="early_stopped"),  # never a point
+        trial("u", "xnli", "mnli", 60.0),  # unpriced: left out
+        _priced("p", "mnli", 90.0, 1.0, target="pawsx"),  # another target
+    ]
+    points = rep.gain_cost_points(trials, "xnli")
+    assert [(p.trial_id, p.intermediate, p.gpu_s) for p in points] == [
+        ("b1", "none", 100.0),
+        ("b2", "none", 120.0),
+        ("m", "mnli", 400.0),
+        ("t", "xnli_tt", 900.0),
+        ("l", "mlm_multilingual", 1000.0),
+    ]
+    assert [p.gain for p in points] == pytest.approx([-1.0, 1.0, 4.0, 7.0, 2.0])
+    assert [p.on_front for p in points] == [True, True, True, True, False]
+    assert rep.gain_cost_points(trials, "pawsx") == []  # no baseline to measure a gain against
+    assert rep.gain_cost_points(trials, "udpos") == []
+
+
+def test_report_shows_the_gain_cost_front_of_a_priced_search(tmp_path: Path) -> None:
+    uri = fresh_store(tmp_path / "mlruns")
+    fake = FakeTrial
+    log_search(
+        uri,
+        "c",
+        [
+            fake("c-0", "xnli", "none", en_dev=60.0, zero_shot=scores(48), cost_gpu_s=3600.0),
+            fake("c-1", "xnli", "mnli", en_dev=61.0, zero_shot=scores(51), cost_gpu_s=7200.0),
+            fake("c-2", "xnli", "mlm_multilingual", en_dev=59.0, zero_shot=scores(49), cost_gpu_s=9000.0),
+            fake("c-3", "xnli", "xnli_tt", en_dev=62.0, zero_shot=scores(53), cost_gpu_s=36000.0),
+        ],
+    )
+    out = tmp_path / "report"
+    result = rep.report(
+        rep.ReportOptions(search="c", tracking_uri=uri, storage=str(tmp_path), out=str(out), log=False)
+    )
+    assert (out / "gain_cost.png").read_bytes()[:8] == PNG_MAGIC and out / "gain_cost.png" in result.files
+    summary = (out / "summary.md").read_text()
+    assert (
+        "- **xnli**: none (c-0) +0.00 at 1 GPU-h, mnli (c-1) +3.00 at 2 GPU-h, xnli_tt (c-3) +5.00 at 10 GPU-h"
+        in summary
+    )
+    assert "mlm_multilingual (c-2)" not in summary.split("## Gain against cost")[1].split("##")[0]
