@@ -344,3 +344,36 @@ def test_a_checkpoint_with_only_a_sentencepiece_model_gets_a_fast_tokenizer(
         task, dataset, tokenizer, max_length=32, doc_stride=8, training=True, label_names=names
     )
     assert [label for label in features[0]["labels"] if label >= 0] == [0, 1, 2, 3]
+
+
+def test_frozen_t5_blocks_stay_bit_identical_through_deepspeed_steps(
+    t5_dir: str, tiny_config: Any, tmp_path: Path
+) -> None:
+    """build_model on tiny-t5, freeze_depth=1, four DeepSpeed (ZeRO 2) steps on mean-pooled PAWS-X: the shared
+    embedding and block 0 are untouched, block 1, the final RMSNorm and the head move."""
+    from trainers import _loop
+    from trainers._phase import build_model
+    from trainers.config import DeepSpeedConfig, PhaseConfig
+    from trainers.engine import build_engine, init_distributed
+    from trainers.prepare import label_names_for, load_tokenizer, train_features
+
+    task = get_task("pawsx")
+    config = tiny_config(tmp_path, task.name, overrides=["model.name_or_path=tiny-t5"])
+    tokenizer = load_tokenizer(t5_dir)
+    features = train_features(config, task, tokenizer, label_names_for(task, config))
+    batch = collate([features[i] for i in range(8)], tokenizer.pad_token_id)
+    model = build_model(t5_dir, [HeadSpec.of(task)], freeze_depth=1, seed=0)
+    assert model.pooling == "mean"
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    init_distributed(torch.device("cpu"))
+    steps = 4  # DeepSpeed's warm-up gives the first steps a zero learning rate
+    phase = PhaseConfig(learning_rate=1e-2, batch_size=8, max_steps=steps)
+    engine = build_engine(model, phase, DeepSpeedConfig(zero_stage=2), steps, torch.device("cpu"))
+    for _ in range(steps):
+        _loop.train_step(engine, task.name, batch)
+    after = dict(engine.module.named_parameters())
+    for name, value in before.items():
+        frozen = name == "encoder.shared.weight" or name.startswith("encoder.encoder.block.0.")
+        assert after[name].requires_grad is not frozen, name
+        assert torch.equal(after[name].detach(), value) is frozen, name
+    assert "encoder.encoder.final_layer_norm.weight" in before

@@ -24,6 +24,9 @@ MinedPair = tuple[Any, Any, float]
 # The hidden state XTREME mean-pools for retrieval, by (model_type, layers): hidden_states[k], where 0
 # is the embedding output. Its scripts take layer 7 of the last 12 for mBERT and 13 of the last 24 for
 # XLM-R large (run_tatoeba.sh), i.e. hidden states 8 and 14; jiant's retrieval uses 14 for XLM-R too.
+# XTREME evaluated no T5-family encoder on retrieval: mT5's encoder stack (t5/mt5/umt5, loaded without
+# its decoder) takes the relative-depth rule below, on the same indexing (hidden_states[k] is the k-th
+# block's output, the last one after the final RMSNorm); mT5 large's 24 blocks give 14, as XLM-R large's.
 XTREME_RETRIEVAL_LAYERS: dict[tuple[str, int], int] = {("bert", 12): 8, ("xlm-roberta", 24): 14}
 
 # Rows of queries scored against all keys at once: at most CHUNK, and at most BLOCK_FLOATS similarities
