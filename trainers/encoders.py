@@ -229,14 +229,18 @@ HUB_LAYER_COUNTS: dict[str, int] = {
     "mt5-large": 24,
     "mt5-xl": 24,
     "mt5-xxl": 24,
+    "umt5-small": 8,
+    "umt5-base": 12,
+    "umt5-xl": 24,
+    "umt5-xxl": 24,
     "multilingual-e5-small": 12,
     "multilingual-e5-base": 12,
     "multilingual-e5-large": 24,
     "LaBSE": 12,
 }
 """Encoder layers of common hub encoders by model name, the part of the hub id after the last "/"
-(``FacebookAI/xlm-roberta-large``: ``xlm-roberta-large``), from each model's published config.json (mT5: the
-encoder's ``num_layers``)."""
+(``FacebookAI/xlm-roberta-large``: ``xlm-roberta-large``), from each model's published config.json (mT5 and
+umT5: the encoder's ``num_layers``)."""
 
 KNOWN_LAYER_COUNTS: dict[str, int] = {
     **{name: encoder.num_layers for name, encoder in BUILTIN_ENCODERS.items()},
