@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,40 @@ def test_translate_train_features_mix_the_miniature_languages(
         assert features.select(range(index * cap, (index + 1) * cap)).to_list() == alone.to_list()
     english = load_split(task, "train", "en", config.data)["text_a"]
     assert english != load_split(task, "train", "de", config.data)["text_a"]
+
+
+# -- bad input: one line before any compute -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("intermediate", "named"),
+    [
+        ("intermediate=null", "copa (aps/super_glue)"),
+        ("intermediate.tasks=[siqa]", "siqa (allenai/social_i_qa)"),
+    ],
+)
+def test_xcopa_from_the_hub_is_one_line_naming_the_script_only_dataset(
+    tmp_path: Path, intermediate: str, named: str
+) -> None:
+    # COPA (XCOPA's English train set) and SIQA are loading scripts on the hub: refused before any compute.
+    overrides = [
+        "target.task=xcopa",
+        "data.source=hub",
+        intermediate,
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={tmp_path / 'out'}",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "search.cli", "run", *(arg for o in overrides for arg in ("--set", o))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("xstilts: error:")]
+    assert errors == [
+        f"xstilts: error: data.source=hub: {named} is a script-based hub dataset, which datasets 5 no "
+        "longer loads; use data.source=local with its files"
+    ]
+    assert not (tmp_path / "out").exists()  # nothing ran
