@@ -148,3 +148,28 @@ def test_a_live_build_lock_is_waited_for_within_the_bound_then_named(
     message = str(raised.value)
     assert "\n" not in message and "some_op.xstilts.lock" in message and f"pid {holder.pid}" in message
     assert 1.5 <= waited < 5
+
+
+def test_a_process_makes_a_new_group_after_its_own_was_destroyed() -> None:
+    """A process that runs several plans (a benchmark, a notebook) gets a working group each time, even
+    when a library destroyed the previous one while its store still held the rendezvous port."""
+    script = (
+        "import os, torch\n"
+        "from trainers.engine import init_distributed\n"
+        "init_distributed(torch.device('cpu'), 60)\n"
+        "first = os.environ['MASTER_PORT']\n"
+        "store = torch.distributed.distributed_c10d._get_default_store()  # kept alive: the port stays taken\n"
+        "torch.distributed.destroy_process_group()\n"
+        "init_distributed(torch.device('cpu'), 60)\n"
+        "torch.distributed.barrier()\n"
+        "print('PORTS', first, os.environ['MASTER_PORT'])\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = done.stdout.split("PORTS", 1)[1].split()
+    assert first != second

@@ -84,14 +84,23 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [group for group in groups if group["params"]]
 
 
+_OWN_PORT: dict[str, str] = {}
+"""The rendezvous port this process chose for a group of its own (not one Ray Train or torchrun set)."""
+
+
 def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> None:
     """Join the process group Ray Train / torchrun set up, or make one (rendezvous bounded by ``timeout_s``)."""
     import deepspeed
 
     skip_unused_ops()
     if not torch.distributed.is_initialized():
+        if "port" in _OWN_PORT and os.environ.get("MASTER_PORT") == _OWN_PORT["port"]:
+            # A group this process made before, since destroyed (e.g. by a library's clean-up): its store
+            # may still hold that port, so a new group listens on a fresh one.
+            del os.environ["MASTER_PORT"]
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        if "MASTER_PORT" not in os.environ:
+            os.environ["MASTER_PORT"] = _OWN_PORT["port"] = str(_free_port())
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
