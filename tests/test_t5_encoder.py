@@ -377,3 +377,57 @@ def test_frozen_t5_blocks_stay_bit_identical_through_deepspeed_steps(
         assert after[name].requires_grad is not frozen, name
         assert torch.equal(after[name].detach(), value) is frozen, name
     assert "encoder.encoder.final_layer_norm.weight" in before
+
+
+ENCODER_STAND_INS = {
+    "bert-base-multilingual-cased": "tiny",
+    "xlm-roberta-base": "tiny",
+    "xlm-roberta-large": "tiny",
+    "google/mt5-base": "tiny-t5",
+    "google/mt5-large": "tiny-t5",
+}
+"""The tiny encoder of each family that spaces/encoders.yaml's encoders stand in for on CPU."""
+
+
+@pytest.mark.slow
+def test_the_encoders_space_runs_on_tiny_shapes(cache_dir: Path, tmp_path: Path) -> None:
+    """spaces/encoders.yaml as shipped, shrunk: each family's seeded no-intermediate point and one drawn with an
+    intermediate task, on PAWS-X (a mean-pooled head on the T5 family), through every phase on the miniature."""
+    from search.space import load_space
+    from trainers.config import apply_overrides
+    from trainers.worker import Plan, run_local
+
+    space = load_space("encoders")
+    assert set(space.encoders) == set(ENCODER_STAND_INS), "an encoder of the space needs a tiny stand-in here"
+    tiny_shapes = [
+        "model.max_seq_length=64",
+        "model.doc_stride=32",
+        "data.source=miniature",
+        f"data.cache_dir={cache_dir}",
+        "data.max_train_examples=64",
+        "data.max_eval_examples=16",
+        "scaling.num_workers=1",
+        "scaling.use_gpu=false",
+        "deepspeed.precision=auto",
+        "evaluation.split=dev",
+        "evaluation.batch_size=32",
+        "target.max_steps=3",
+        "target.eval_every=null",
+    ]
+    families: dict[str, dict[str, Any]] = {}
+    for point in space.points_for("pawsx"):
+        families.setdefault(ENCODER_STAND_INS[point["model.name_or_path"]], point)
+    assert set(families) == {"tiny", "tiny-t5"}, "every family has a seeded point"
+    for stand_in, point in families.items():
+        drawn = {**point, "intermediate_task": "mnli", "intermediate.learning_rate": 1e-3}
+        for i, params in enumerate((point, drawn)):
+            config = space.to_transfer_config(params, "pawsx")
+            output = tmp_path / f"{stand_in}-{i}"
+            overrides = [*tiny_shapes, f"model.name_or_path={stand_in}", f"output_dir={output}"]
+            if config.intermediate is not None:
+                overrides.append("intermediate.max_steps=3")
+            data = apply_overrides(config.to_dict(), overrides)
+            results = run_local(Plan(TransferConfig.from_dict(data), cache_root=str(tmp_path / "cache")))
+            assert results["finished"] == 1.0, (stand_in, params)
+            assert 0.0 <= results["zero_shot_avg"] <= 100.0
+            assert ("intermediate/step" in results) is (params is drawn)
