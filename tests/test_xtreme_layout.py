@@ -329,3 +329,33 @@ def test_udpos_smoke_on_the_real_files(tiny_config: Any, tmp_path: Path) -> None
     assert {key.split("/")[1] for key in results if key.startswith("zero_shot/")} == {"de", "es"}
     assert results["zero_shot_split/dev"] == 1.0 and "zero_shot_split/test" not in results
     assert 0.0 <= results["en_dev"] <= 100.0
+
+
+def test_parsed_rows_are_kept_as_arrow_and_follow_the_files(tmp_path: Path) -> None:
+    """A later process maps the rows an earlier one parsed (same fingerprint, same rows); changed files
+    are parsed again."""
+    from trainers.data import xtreme_layout
+    from trainers.tasks import get_task
+
+    root = tmp_path / "download"
+    (root / "udpos").mkdir(parents=True)
+    source = REAL / "udpos" / "dev-de.tsv"
+    if HAS_REAL:
+        text = "\n\n".join(source.read_text(encoding="utf-8").split("\n\n")[:20]) + "\n"
+    else:
+        text = "Das\tDET\nHaus\tNOUN\n\nEin\tDET\nBaum\tNOUN\n"
+    (root / "udpos" / "dev-de.tsv").write_text(text, encoding="utf-8")
+    cache = tmp_path / "rows"
+    udpos = get_task("udpos")
+    parsed = xtreme_layout.load_split(udpos, "dev", "de", root, cache_dir=cache)
+    (kept,) = cache.glob("*.arrow")
+    xtreme_layout._dataset.cache_clear()  # as a new process: nothing in memory
+    mapped = xtreme_layout.load_split(udpos, "dev", "de", root, cache_dir=cache)
+    assert mapped._fingerprint == parsed._fingerprint
+    assert mapped.to_list() == parsed.to_list() and len(mapped) > 0
+    assert list(cache.glob("*.arrow")) == [kept]
+    # Changed content: a new fingerprint and a new parse, not the kept rows.
+    (root / "udpos" / "dev-de.tsv").write_text(text + "\nNeu\tADJ\n", encoding="utf-8")
+    changed = xtreme_layout.load_split(udpos, "dev", "de", root, cache_dir=cache)
+    assert changed._fingerprint != parsed._fingerprint and len(changed) == len(parsed) + 1
+    assert len(list(cache.glob("*.arrow"))) == 2

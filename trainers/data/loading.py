@@ -37,7 +37,10 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
         from trainers.data import xtreme_layout
 
         assert data.data_dir is not None  # DataConfig requires it for this source
-        return _first_rows(xtreme_layout.load_split(task, split, language, data.data_dir), split, data)
+        rows = xtreme_layout.load_split(
+            task, split, language, data.data_dir, cache_dir=Path(data.cache_dir).expanduser() / "xtreme-rows"
+        )
+        return _first_rows(rows, split, data)
     if data.source == "hub":
         raw = _load_hub(task, split, language)
     else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
-from datasets.table import InMemoryTable
+from datasets.table import InMemoryTable, MemoryMappedTable
 
 from trainers.config import stable_hash
 from trainers.data.bucc import XTREME_BUCC_FOLDER
@@ -355,11 +356,14 @@ def _check_labels(task: TaskSpec, entry: LayoutEntry, rows: Rows, where: str) ->
             convert(value)
 
 
-def load_split(task: TaskSpec, split: str, language: str, data_dir: str | Path) -> datasets.Dataset:
+def load_split(
+    task: TaskSpec, split: str, language: str, data_dir: str | Path, cache_dir: str | Path | None = None
+) -> datasets.Dataset:
     """One split and language of ``task`` from an XTREME download, in the task type's canonical columns.
 
     The dataset's fingerprint is the content of the files read (and this reader's version), so feature
-    caches follow the files.
+    caches follow the files. With ``cache_dir`` the parsed rows are kept there as an Arrow file named by
+    that fingerprint, so a later process (the next trial) maps them instead of parsing the files again.
     """
     if split not in SPLITS:
         raise DataError(f"{task.name}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
@@ -369,26 +373,49 @@ def load_split(task: TaskSpec, split: str, language: str, data_dir: str | Path) 
     entry, path = find_file(task, split, language, root)
     files = [path, path.with_suffix(entry.companion)] if entry.companion else [path]
     stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
-    return _dataset(task.name, split, language, str(root), str(path), stamp)
+    cache = str(Path(cache_dir).expanduser()) if cache_dir is not None else None
+    return _dataset(task.name, split, language, str(root), str(path), stamp, cache)
 
 
 @functools.lru_cache(maxsize=16)
 def _dataset(
-    task_name: str, split: str, language: str, root: str, path: str, stamp: tuple[Any, ...]
+    task_name: str,
+    split: str,
+    language: str,
+    root: str,
+    path: str,
+    stamp: tuple[Any, ...],
+    cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """Parsed once per process and version of the files (``stamp``): preflight and the phases read the same."""
     task, entry = get_task(task_name), LAYOUT[task_name]
-    rows = _read_checked(task, entry, Path(path), split, language, Path(root))
     features = CANONICAL_FEATURES[task.type]
-    columns = {name: [row[name] for row in rows] for name in features}
-    table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
+    info = datasets.DatasetInfo(features=features)
     digest = hashlib.sha256()
     for name, _, _ in stamp:
         digest.update(Path(name).read_bytes())
     fingerprint = stable_hash([READER_VERSION, task_name, split, language, digest.hexdigest()])
-    return datasets.Dataset(
-        InMemoryTable(table), info=datasets.DatasetInfo(features=features), fingerprint=fingerprint
-    )
+    cached = Path(cache_dir) / f"{task_name}-{split}-{language}-{fingerprint}.arrow" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return datasets.Dataset(MemoryMappedTable.from_file(str(cached)), info=info, fingerprint=fingerprint)
+    rows = _read_checked(task, entry, Path(path), split, language, Path(root))
+    columns = {name: [row[name] for row in rows] for name in features}
+    table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
+    if cached is not None:
+        _write_arrow(table, cached)
+    return datasets.Dataset(InMemoryTable(table), info=info, fingerprint=fingerprint)
+
+
+def _write_arrow(table: pa.Table, path: Path) -> None:
+    """``table`` as an Arrow stream file at ``path``, whole or not at all (a cache: a failure only costs a parse)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 __all__ = [
