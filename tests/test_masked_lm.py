@@ -18,6 +18,7 @@ from transformers import BertConfig, BertModel
 from trainers.config import ConfigError, TransferConfig
 from trainers.data import featurize
 from trainers.data.miniature import GENERATORS, _rng
+from trainers.errors import DataError
 from trainers.modeling import HeadSpec, TransferModel, freeze_bottom
 from trainers.task_types import IGNORE_INDEX, TASK_TYPES
 from trainers.task_types.masked_lm import MaskedLMHead, mask_tokens
@@ -188,3 +189,26 @@ def test_the_miniature_writes_each_language_in_its_own_words() -> None:
     assert " works " in " ".join(r["text"] for r in rows["en"])
     assert " arbeitet " in " ".join(r["text"] for r in rows["de"])
     assert any("\u0400" <= ch <= "\u04ff" for ch in " ".join(r["text"] for r in rows["ru"]))
+
+
+def _word_tokenizer(specials: list[str], **named: str) -> Any:
+    """A word-level fast tokenizer with ``specials`` and the given special-token roles (no training)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["the", "cat", "sat", "on", "mat", "."]
+    vocab = {token: i for i, token in enumerate([*specials, *words])}
+    model = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=model, unk_token="<unk>", pad_token="<pad>", **named)
+
+
+def test_a_tokenizer_without_a_mask_token_masks_with_t5s_first_sentinel_else_fails_in_one_line() -> None:
+    rows = datasets.Dataset.from_list([{"text": "the cat sat on the mat ."}])
+    t5 = _word_tokenizer(["<pad>", "</s>", "<unk>", "<extra_id_0>"], eos_token="</s>")
+    assert t5.mask_token_id is None
+    train = featurize(MLM, rows, t5, max_length=16, doc_stride=8, training=True)
+    assert set(train[0]["input_ids"]) == {t5.convert_tokens_to_ids("<extra_id_0>")}
+    bare = _word_tokenizer(["<pad>", "<unk>"])
+    with pytest.raises(DataError, match="mlm_multilingual: the tokenizer has no mask token"):
+        featurize(MLM, rows, bare, max_length=16, doc_stride=8, training=True)
