@@ -138,6 +138,10 @@ def build_engine(
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=parameter_groups(model, phase.weight_decay), config=config
     )
+    if world_size == 1 and ds.zero_stage == 0:
+        # One rank has nothing to average: DeepSpeed would still flatten, all-reduce and copy back every
+        # gradient after each backward (ZeRO stages keep it: their optimizer collects gradients there).
+        engine.enable_backward_allreduce = False
     return engine
 
 
