@@ -170,6 +170,27 @@ def test_the_training_loss_is_on_masked_positions_and_reproducible_from_the_seed
     assert model.encoder.get_input_embeddings().weight.grad is not None
 
 
+def test_a_tied_t5_head_scales_the_states_so_the_first_loss_is_about_log_vocab(tokenizer: Any) -> None:  # noqa: F811
+    from transformers import MT5Config, MT5EncoderModel
+
+    from trainers.data import collate
+
+    features = _features(tokenizer, training=True)
+    batch = collate([features[i] for i in range(len(features))], tokenizer.pad_token_id)
+    # transformers 5 ties every T5-family config (MT5Config forces tie_word_embeddings=True).
+    torch.manual_seed(0)
+    config = MT5Config(vocab_size=len(tokenizer), d_model=64, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    model: Any = TransferModel(MT5EncoderModel(config), [HeadSpec.of(MLM)])
+    head = model.heads[MLM.name]
+    assert isinstance(head, MaskedLMHead) and head.scale == 64**-0.5
+    assert head.decoder.weight is model.encoder.get_input_embeddings().weight
+    # T5 embeddings are initialised at unit scale: unscaled, the tied logits would be 8 times too large.
+    loss = float(model(MLM.name, batch)[0].detach())
+    assert abs(loss - torch.log(torch.tensor(float(len(tokenizer)))).item()) < 1.5, loss
+    head.scale = 1.0
+    assert float(model(MLM.name, batch)[0].detach()) > loss + 5.0
+
+
 def test_a_target_of_the_masked_lm_type_is_one_error() -> None:
     with pytest.raises(TaskSpecError, match="a masked_lm task is an intermediate task only"):
         TaskSpec("mlm_target", TaskType.MASKED_LM, None, {"text": "text"}, role="target")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainers.encoders import T5_ENCODER_CLASSES
 from trainers.errors import DataError
 from trainers.task_types._base import (
     IDS,
@@ -136,13 +137,16 @@ def tokenize_masked_lm(batch: Batch, tokenizer: Any, max_length: int, training: 
 
 
 class MaskedLMHead(nn.Module):
-    """BERT's/XLM-R's LM head: dense, GELU, layer norm, then the vocabulary, tied to the input embeddings
-    where the encoder ties them (not mT5's). Holds the generator that draws each training step's masking."""
+    """BERT's/XLM-R's LM head: dense, GELU, layer norm, then the vocabulary, tied to the input embeddings where
+    the encoder's config ties them (every T5-family config in transformers 5: then scaled as T5's tied head).
+    Holds the generator that draws each training step's masking."""
 
-    def __init__(self, embeddings: nn.Embedding, hidden: int, tie: bool) -> None:
+    def __init__(self, embeddings: nn.Embedding, hidden: int, tie: bool, scale: float = 1.0) -> None:
         super().__init__()
         vocab_size, width = embeddings.weight.shape
         self.vocab_size = int(vocab_size)
+        self.scale = scale
+        """Multiplies the states the vocabulary reads (T5's tied head: ``d_model ** -0.5``)."""
         self.dense = nn.Linear(hidden, width)
         self.norm = nn.LayerNorm(width)
         self.decoder = nn.Linear(width, self.vocab_size, bias=False)
@@ -154,7 +158,7 @@ class MaskedLMHead(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(nn.functional.gelu(self.dense(states)))) + self.bias
+        return self.decoder(self.norm(nn.functional.gelu(self.dense(states))) * self.scale) + self.bias
 
 
 class MaskedLM(TaskTypeBase):
@@ -185,7 +189,10 @@ class MaskedLM(TaskTypeBase):
         model: Any = encoder  # a transformers PreTrainedModel
         embeddings = model.get_input_embeddings()
         tie = bool(getattr(model.config, "tie_word_embeddings", True))
-        return MaskedLMHead(embeddings, hidden, tie)
+        # T5's embeddings are initialised at unit scale (BERT's at 0.02): its tied LM head scales the states
+        # by d_model ** -0.5 (T5ForConditionalGeneration), or the first logits are sqrt(d_model) too large.
+        t5_family = str(getattr(model.config, "model_type", "")) in T5_ENCODER_CLASSES
+        return MaskedLMHead(embeddings, hidden, tie, hidden**-0.5 if tie and t5_family else 1.0)
 
     def forward(
         self, encode: Encode, head: nn.Module, batch: Mapping[str, torch.Tensor]
