@@ -7,6 +7,7 @@ every phase in tests/test_pipeline.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -233,3 +234,32 @@ def test_a_tokenizer_without_a_mask_token_masks_with_t5s_first_sentinel_else_fai
     bare = _word_tokenizer(["<pad>", "<unk>"])
     with pytest.raises(DataError, match="mlm_multilingual: the tokenizer has no mask token"):
         featurize(MLM, rows, bare, max_length=16, doc_stride=8, training=True)
+
+
+@pytest.mark.slow
+def test_the_multilingual_spaces_mlm_mixture_through_every_phase(tiny_config: Any, tmp_path: Path) -> None:
+    """spaces/multilingual.yaml's English task + multilingual MLM mixture on the tiny encoder and the miniature:
+    one encoder with a classification head and a tied LM head, then the target phase and zero-shot."""
+    from search.space import load_space
+    from trainers import keys
+    from trainers.checkpoint_cache import CheckpointCache, intermediate_key
+    from trainers.worker import Plan, run_local
+
+    choices = load_space("spaces/multilingual.yaml").param("intermediate_task").choices  # type: ignore[union-attr]
+    assert "mnli+mlm_multilingual" in choices
+    config = tiny_config(tmp_path / "run", "xnli", ["mnli", "mlm_multilingual"], ["intermediate.max_steps=6"])
+    cache_root = tmp_path / "intermediate-cache"
+    results = run_local(Plan(config, cache_root=str(cache_root)))
+    assert results["finished"] == 1.0 and results["intermediate/step"] == 6
+    for task in ("mnli", "mlm_multilingual"):
+        score = results[keys.INTERMEDIATE_EN_DEV.format(task=task, name="accuracy")]
+        assert 0.0 <= score <= 100.0
+    assert 0.0 <= results["zero_shot_avg"] <= 100.0 and 0.0 <= results["en_dev"] <= 100.0
+    # The published encoder holds no head (the LM head's tied decoder is the embeddings, saved once).
+    entry = CheckpointCache(cache_root).lookup(intermediate_key(config))
+    assert entry is not None
+    from safetensors import safe_open
+
+    with safe_open(str(entry / "model.safetensors"), "pt") as weights:
+        names = list(weights.keys())
+    assert names and not [name for name in names if "head" in name or "decoder" in name]
