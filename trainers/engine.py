@@ -84,32 +84,31 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [group for group in groups if group["params"]]
 
 
-_OWN_PORT: dict[str, str] = {}
-"""The rendezvous port this process chose for a group of its own (not one Ray Train or torchrun set)."""
-
-
 def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> None:
-    """Join the process group Ray Train / torchrun set up, or make one (rendezvous bounded by ``timeout_s``)."""
+    """Join the process group Ray Train / torchrun set up, or make one (rendezvous bounded by ``timeout_s``).
+
+    A process that is not one rank of several (no ``WORLD_SIZE`` above 1: a plain run, a Tune trial that
+    trains in its own actor) makes a group of its own on a fresh local port, whatever ``MASTER_PORT`` it
+    inherited: a parent's variables (a test runner, a notebook, a driver that made a group itself) name a
+    port that process's store still holds.
+    """
     import deepspeed
 
     skip_unused_ops()
-    if not torch.distributed.is_initialized():
-        if "port" in _OWN_PORT and os.environ.get("MASTER_PORT") == _OWN_PORT["port"]:
-            # A group this process made before, since destroyed (e.g. by a library's clean-up): its store
-            # may still hold that port, so a new group listens on a fresh one.
-            del os.environ["MASTER_PORT"]
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = _OWN_PORT["port"] = str(_free_port())
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("LOCAL_RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    timeout = timedelta(seconds=timeout_s)
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:
-        deepspeed.init_distributed(
-            dist_backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
-        )
+        if not torch.distributed.is_initialized() and not launched:
+            for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+                os.environ.setdefault(name, value)  # read by DeepSpeed (device, logging): one rank
+            where = f"127.0.0.1:{_free_port()}"
+            torch.distributed.init_process_group(
+                backend, init_method=f"tcp://{where}", rank=0, world_size=1, timeout=timeout
+            )
+        deepspeed.init_distributed(dist_backend=backend, timeout=timeout)  # joins the group made above
     except torch.distributed.DistError as error:
-        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StartupError(
             f"process-group rendezvous at {where} (rank {os.environ.get('RANK')} of "
