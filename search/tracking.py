@@ -277,8 +277,8 @@ class TrialTracker(Callback):
         Tune snapshots its experiment every few seconds; a trial started after the last snapshot before
         the driver died is unknown to ``--resume``, which starts a new trial in its place. The old trial's
         run would stay "running" beside the new one's: it is deleted (MLflow's soft delete: restorable,
-        hidden from the UI, ``select`` and ``report``). ``known`` holds the ids of the trials Tune restored.
-        Returns the deleted trials' ids.
+        hidden from the UI, ``select`` and ``report``). ``known`` holds the ids of the trials Tune restored;
+        runs this tracker has already logged to are kept whatever ``known`` says. Returns the deleted trials' ids.
         """
         query = (
             f"tags.`{SEARCH_TAG}` = '{self.search}' and tags.`{TARGET_TAG}` = '{self.target}' "
@@ -287,7 +287,8 @@ class TrialTracker(Callback):
         lost = [
             run
             for run in self.client.search_runs([self.experiment], filter_string=query, max_results=10_000)
-            if run.data.tags.get(TRIAL_TAG) not in known
+            # Not a trial of Tune's, nor one this driver has logged to: a trial only the killed driver had.
+            if run.data.tags.get(TRIAL_TAG) not in known and run.info.run_id not in self.run_ids.values()
         ]
         for run in lost:
             self.client.delete_run(run.info.run_id)

@@ -67,6 +67,10 @@ def test_a_search_killed_at_random_points_logs_every_trial_once(
         target={"max_steps": 8, "eval_every": 2, "checkpoint_every": 4},
         scheduler={"type": "fifo"},
         languages=["en", "de"],
+        # Each trial a Ray Train job: the kill points (seconds after the trials start reporting) are sized
+        # to its pace. Trials that train in their own actors finish this study before the first kill lands;
+        # a killed driver's resume with those is tests/test_search.py's resume test.
+        worker_group="always",
     )
     storage = tmp_path / "storage"
     command = search_command(space, "kills", storage, uri, "--max-concurrent-trials", "1")
