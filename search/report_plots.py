@@ -13,7 +13,8 @@ from trainers import keys
 from trainers.keys import COMPLETED, EARLY_STOPPED
 
 if TYPE_CHECKING:  # report imports this module: the types only, never at run time
-    from search.report import ComputePoint, CostPoint, Heatmap
+    from search.report import Heatmap
+    from search.report_costs import ComputePoint, CostPoint
 
 
 def _pyplot() -> Any:
