@@ -23,7 +23,7 @@ from studies import search_command, tail, tiny_study, trial_runs
 
 from search import tracking
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 KILLS = 2
 """Each kill costs a driver start (Ray, MLflow), most of this test's time. The first kill lands while the

@@ -394,6 +394,7 @@ def counts(study: NodeLossStudy) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_trials_train_on_several_worker_nodes_never_on_the_head(study: NodeLossStudy) -> None:
     workers = set(study.initial_workers) | {study.replacement}
     # Trials trained on both initial worker nodes (two 1-CPU nodes, two trials at once: one on each).
@@ -415,6 +416,7 @@ def test_trials_train_on_several_worker_nodes_never_on_the_head(study: NodeLossS
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_node_loss_retries_only_the_trials_that_ran_there(study: NodeLossStudy) -> None:
     numbers = counts(study)
     print(f"\nnode loss: {json.dumps(numbers)} in {study.seconds:.0f}s")
@@ -440,6 +442,7 @@ def test_node_loss_retries_only_the_trials_that_ran_there(study: NodeLossStudy) 
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_every_trial_logged_exactly_once_with_a_terminal_status(study: NodeLossStudy) -> None:
     runs = study.mlflow
     ids = [run.data.tags["xstilts.trial_id"] for run in runs]

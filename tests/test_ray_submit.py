@@ -242,6 +242,7 @@ def home_setup_commands(config: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_head_command_runs_a_search_from_outside_the_checkout(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,6 +52,7 @@ def test_a_stale_shm_op_lock_does_not_hang_a_run(
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # compiles DeepSpeed's CPU Adam op from scratch: over a minute
 def test_a_stale_lock_of_an_op_xstilts_builds_is_cleared_and_the_run_completes(
     tiny_config: Any, child_env: dict[str, str], tmp_path: Path
 ) -> None:

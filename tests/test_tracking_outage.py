@@ -208,6 +208,7 @@ def _tune_results(storage: Path, name: str) -> list[tuple[str, dict]]:
     return reported
 
 
+@pytest.mark.soak
 def test_a_search_rides_out_a_60_s_tracking_outage(tmp_path: Path, cache_dir: Path) -> None:
     """``xstilts search`` against a real server that is stopped for 60 s once trials report, then restarted."""
     import subprocess
