@@ -279,6 +279,7 @@ class BufferedTracker(Callback):
     ) -> None:
         """Replay what a previous driver of this study left in the journal (if the server takes it now)."""
         self.outbox.flush(self._apply, force=True)
+        self.tracker.new_session()  # what the replay touched was the previous driver's
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """Retry buffered writes once their backoff has passed, even while no trial reports.

@@ -193,6 +193,7 @@ class TrialTracker(Callback):
         self.trial_params = trial_params
         self.run_ids: dict[str, str] = {}
         self.closed: set[str] = set()  # runs that reached a terminal status before this driver
+        self._session_runs: set[str] = set()  # runs this driver process has logged to since its setup
         self._client: Any = None
 
     @property
@@ -203,7 +204,10 @@ class TrialTracker(Callback):
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_session_runs": set()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_session_runs": set(), **state})  # a search pickled before the attribute
 
     def run_id(self, trial: Any) -> str:
         """The trial's child run: found by its trial id (after ``--resume``), or created."""
@@ -239,6 +243,7 @@ class TrialTracker(Callback):
                 path.write_text(yaml.safe_dump(config, sort_keys=False))
                 self.client.log_artifact(run_id, str(path))
         self.run_ids[trial.trial_id] = str(run_id)
+        self._session_runs.add(str(run_id))
         return str(run_id)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -271,24 +276,29 @@ class TrialTracker(Callback):
         """The trial failed (after its retries)."""
         self._finish(trial, keys.FAILED, "FAILED")
 
+    def new_session(self) -> None:
+        """From now on, count only the runs this driver logs to as its own (``forget_lost`` keeps those)."""
+        self._session_runs.clear()
+
     def forget_lost(self, known: set[str]) -> list[str]:
         """Delete the runs of trials a killed driver started but Tune's last snapshot never held.
 
         Tune snapshots its experiment every few seconds; a trial started after the last snapshot before
-        the driver died is unknown to ``--resume``, which starts a new trial in its place. The old trial's
-        run would stay "running" beside the new one's: it is deleted (MLflow's soft delete: restorable,
+        the driver died is unknown to ``--resume`` (and to the searcher's restored state), which starts a new
+        trial in its place. The old trial's run, finished or not, would stand beside the new one's as a trial
+        the study never had: it is deleted (MLflow's soft delete: restorable,
         hidden from the UI, ``select`` and ``report``). ``known`` holds the ids of the trials Tune restored;
-        runs this tracker has already logged to are kept whatever ``known`` says. Returns the deleted trials' ids.
+        runs this driver has logged to since its setup (``new_session``) are kept whatever ``known`` says. Returns the deleted trials' ids.
         """
         query = (
             f"tags.`{SEARCH_TAG}` = '{self.search}' and tags.`{TARGET_TAG}` = '{self.target}' "
-            f"and tags.`{KIND_TAG}` = 'trial' and tags.`{STATUS_TAG}` = 'running'"
+            f"and tags.`{KIND_TAG}` = '{keys.KIND_TRIAL}'"
         )
         lost = [
             run
             for run in self.client.search_runs([self.experiment], filter_string=query, max_results=10_000)
             # Not a trial of Tune's, nor one this driver has logged to: a trial only the killed driver had.
-            if run.data.tags.get(TRIAL_TAG) not in known and run.info.run_id not in self.run_ids.values()
+            if run.data.tags.get(TRIAL_TAG) not in known and run.info.run_id not in self._session_runs
         ]
         for run in lost:
             self.client.delete_run(run.info.run_id)

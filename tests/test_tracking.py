@@ -103,8 +103,9 @@ def test_runs_of_a_killed_driver_s_trials_tune_never_snapshotted_are_deleted(tmp
     uri = fresh_store(tmp_path)
     trials = [
         FakeTrial("kept", "udpos", status="running"),  # in Tune's snapshot: --resume continues it
+        FakeTrial("done", "udpos"),  # in the snapshot, finished
         FakeTrial("lost", "udpos", status="running"),  # started after the snapshot: Tune replaces it
-        FakeTrial("done", "udpos"),
+        FakeTrial("lost_done", "udpos", status="early_stopped"),  # even finished: the study never had it
         FakeTrial("other", "panx", status="running"),  # another target's study
     ]
     ids = log_search(uri, "s", trials)
@@ -113,7 +114,13 @@ def test_runs_of_a_killed_driver_s_trials_tune_never_snapshotted_are_deleted(tmp
     tracker = tracking.TrialTracker(
         uri, kept.info.experiment_id, kept.data.tags["mlflow.parentRunId"], "s", "udpos", params_of
     )
-    assert tracker.forget_lost({"kept"}) == ["lost"]
+    assert tracker.forget_lost({"kept", "done"}) == ["lost", "lost_done"]
     stages = {trial: client.get_run(run).info.lifecycle_stage for trial, run in ids.items()}
-    assert stages == {"kept": "active", "lost": "deleted", "done": "active", "other": "active"}
-    assert tracker.forget_lost({"kept"}) == []  # nothing left to delete
+    assert stages == {
+        "kept": "active",
+        "done": "active",
+        "lost": "deleted",
+        "lost_done": "deleted",
+        "other": "active",
+    }
+    assert tracker.forget_lost({"kept", "done"}) == []  # nothing left to delete
