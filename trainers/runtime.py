@@ -49,6 +49,22 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
+def _scratch() -> Path:
+    """This process's directory under TMPDIR (checkpoints are written there before they are reported)."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _restored(checkpoint: Any, scratch: Path) -> Path | None:
+    """A Ray checkpoint (Train's or Tune's) downloaded to ``<scratch>/restored``; None when there is none."""
+    if checkpoint is None:
+        return None
+    target = scratch / "restored"
+    shutil.rmtree(target, ignore_errors=True)
+    return Path(checkpoint.to_directory(str(target)))
+
+
 @dataclass
 class LocalRuntime:
     """A plain process (or a torchrun rank): metrics go to ``metrics.jsonl``, checkpoints stay in place."""
@@ -128,7 +144,6 @@ class RayTrainRuntime:
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device() if self.use_gpu else torch.device("cpu")
-        self._scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
         """``ray.train.report``; the checkpoint's files from every rank are merged in storage.
@@ -151,16 +166,11 @@ class RayTrainRuntime:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return None
-        target = self.scratch_dir() / "restored"
-        shutil.rmtree(target, ignore_errors=True)
-        return Path(checkpoint.to_directory(str(target)))
+        return _restored(checkpoint, self.scratch_dir())
 
     def scratch_dir(self) -> Path:
         """A per-process directory under TMPDIR."""
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        return self._scratch
+        return _scratch()
 
 
 @dataclass
@@ -184,7 +194,6 @@ class TuneRuntime:
         self.device = (
             torch.device("cuda", 0) if self.use_gpu and torch.cuda.is_available() else torch.device("cpu")
         )
-        self._scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"xstilts-{os.getpid()}"
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
         """``ray.tune.report``, with ``node_id`` (where the trial trained) as ``RayTrainRuntime`` adds it."""
@@ -203,16 +212,11 @@ class TuneRuntime:
         from ray import tune
 
         checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            return None
-        target = self.scratch_dir() / "restored"
-        shutil.rmtree(target, ignore_errors=True)
-        return Path(checkpoint.to_directory(str(target)))
+        return _restored(checkpoint, self.scratch_dir())
 
     def scratch_dir(self) -> Path:
         """A per-process directory under TMPDIR."""
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        return self._scratch
+        return _scratch()
 
 
 @dataclass
