@@ -53,6 +53,7 @@ def _train_workers(session: int) -> list[int]:
     return pids
 
 
+@pytest.mark.soak  # a Ray Train job's worker group restarted: over a minute (CI runs the in-process kill below)
 def test_a_killed_worker_resumes_its_phase_from_the_last_checkpoint(tiny_config: Any, tmp_path: Path) -> None:
     config = tiny_config(
         tmp_path / "out", "pawsx", None, [f"target.checkpoint_every={EVERY}", f"target.max_steps={TOTAL}"]
