@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,46 @@ def _committed_steps(storage: Path) -> list[int]:
     return sorted(steps)
 
 
-def _train_workers(session: int) -> list[int]:
-    """Pids of Ray Train worker processes in ``session`` (the driver's: nobody else's are touched)."""
+def _session_pids(session: int, marker: str) -> list[int]:
+    """Pids of the processes in ``session`` (the driver's: nobody else's are touched) whose command line holds ``marker``."""
     listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True)
-    pids = []
-    for line in listing.stdout.splitlines():
-        pid, sid, args = line.split(None, 2)
-        if int(sid) == session and "RayTrainWorker" in args:
-            pids.append(int(pid))
-    return pids
+    return [
+        int(pid)
+        for pid, sid, args in (line.split(None, 2) for line in listing.stdout.splitlines())
+        if int(sid) == session and marker in args
+    ]
+
+
+def _kill_once_checkpointed(
+    argv: list[str], cwd: Path, log: Path, steps: Callable[[Path], list[int]], storage: Path, marker: str
+) -> tuple[int, int, float]:
+    """Start ``argv`` in its own session; once ``steps(storage)`` lists a checkpoint, SIGKILL its processes whose
+    command line holds ``marker``; wait (bounded) for it to finish with 0.
+
+    Returns how many processes were killed, the last checkpoint step seen after the kill, and the seconds
+    from the kill to the end.
+    """
+    with log.open("w") as out:
+        driver = subprocess.Popen(
+            argv, cwd=cwd, env=driver_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not steps(storage):
+            assert driver.poll() is None, tail(log)
+            assert time.monotonic() < deadline, "no checkpoint reported in time"
+            time.sleep(0.2)
+        victims = _session_pids(driver.pid, marker)
+        assert victims, f"no {marker} process found in the driver's session"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        killed_after = steps(storage)[-1]
+        started = time.monotonic()
+        assert driver.wait(timeout=TIMEOUT_S) == 0, tail(log)
+        return len(victims), killed_after, time.monotonic() - started
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
 
 
 @pytest.mark.soak  # a Ray Train job's worker group restarted: over a minute (CI runs the in-process kill below)
@@ -61,39 +93,20 @@ def test_a_killed_worker_resumes_its_phase_from_the_last_checkpoint(tiny_config:
     config_path = tmp_path / "config.yaml"
     config.save(config_path)
     storage = tmp_path / "ray-storage"
-    log = tmp_path / "run.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(
-            ["xstilts", "run", "--config", str(config_path), "--storage", str(storage)],
-            cwd=tmp_path,
-            env=driver_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not _committed_steps(storage):
-            assert driver.poll() is None, tail(log)
-            assert time.monotonic() < deadline, "no checkpoint reported in time"
-            time.sleep(0.2)
-        workers = _train_workers(driver.pid)
-        assert workers, "no Ray Train worker found in the driver's session"
-        for pid in workers:
-            os.kill(pid, signal.SIGKILL)
-        killed_after = _committed_steps(storage)[-1]
-        started = time.monotonic()
-        assert driver.wait(timeout=TIMEOUT_S) == 0, tail(log)
-        recovered_s = time.monotonic() - started
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+    workers, killed_after, recovered_s = _kill_once_checkpointed(
+        ["xstilts", "run", "--config", str(config_path), "--storage", str(storage)],
+        tmp_path,
+        tmp_path / "run.log",
+        _committed_steps,
+        storage,
+        "RayTrainWorker",
+    )
     (results_file,) = [
         path for path in storage.rglob("results.json") if json.loads(path.read_text()).get("finished")
     ]
     results = json.loads(results_file.read_text())
     print(
-        f"killed {len(workers)} worker(s) after the step-{killed_after} checkpoint; finished {recovered_s:.0f} s later"
+        f"killed {workers} worker(s) after the step-{killed_after} checkpoint; finished {recovered_s:.0f} s later"
     )
     assert results["target_step"] == TOTAL and results["finished"] == 1.0
     # Resumed from a checkpoint of the killed attempt: at or after the one seen before the kill.
@@ -114,16 +127,6 @@ def _tune_checkpoint_steps(storage: Path) -> list[int]:
     return sorted(steps)
 
 
-def _trial_actors(session: int) -> list[int]:
-    """Pids of Tune's trial actor processes in ``session``."""
-    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True)
-    return [
-        int(pid)
-        for pid, sid, args in (line.split(None, 2) for line in listing.stdout.splitlines())
-        if int(sid) == session and "ImplicitFunc" in args
-    ]
-
-
 def test_a_killed_in_process_trial_resumes_its_phase_from_its_last_checkpoint(tmp_path: Path) -> None:
     """A one-worker search trial trains in its Tune actor (scaling.worker_group: auto): kill that actor
     mid-phase and Tune's retry resumes the phase from the trial's last checkpoint, in the same MLflow run."""
@@ -142,31 +145,14 @@ def test_a_killed_in_process_trial_resumes_its_phase_from_its_last_checkpoint(tm
     )
     storage = tmp_path / "storage"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    log = tmp_path / "search.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(
-            search_command(space, "tk", storage, uri),
-            cwd=tmp_path,
-            env=driver_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not _tune_checkpoint_steps(storage):
-            assert driver.poll() is None, tail(log)
-            assert time.monotonic() < deadline, "no checkpoint reported in time"
-            time.sleep(0.2)
-        actors = _trial_actors(driver.pid)
-        assert actors, "no trial actor found in the driver's session"
-        for pid in actors:
-            os.kill(pid, signal.SIGKILL)
-        killed_after = _tune_checkpoint_steps(storage)[-1]
-        assert driver.wait(timeout=TIMEOUT_S) == 0, tail(log)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+    _, killed_after, _ = _kill_once_checkpointed(
+        search_command(space, "tk", storage, uri),
+        tmp_path,
+        tmp_path / "search.log",
+        _tune_checkpoint_steps,
+        storage,
+        "ImplicitFunc",  # Tune's trial actor
+    )
     (run,) = trial_runs(uri, "tk")  # one trial, one run: the retry logged into it
     metrics = run.data.metrics
     print(f"killed the trial actor after the step-{killed_after} checkpoint; resumed from {metrics}")
