@@ -79,11 +79,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def search_summary(outcomes: list[Any], options: Any) -> str:
-    """Per target: trial counts and the best completed trial; then where to look in MLflow."""
+    """Per target: trial counts and the best completed trial (a retrieval target: its scores per encoder);
+    then where to look in MLflow."""
     from search import tracking
+    from search.retrieval_eval import RetrievalOutcome
 
     lines = []
     for outcome in outcomes:
+        if isinstance(outcome, RetrievalOutcome):  # evaluated on every encoder the search made, no study
+            lines += outcome.summary()
+            continue
         lines.append(
             f"{outcome.target}: {outcome.trials} trials, {outcome.completed} completed, "
             f"{outcome.early_stopped} early-stopped, {outcome.failed} failed"
@@ -95,7 +100,6 @@ def search_summary(outcomes: list[Any], options: Any) -> str:
         lines.append(
             f"  best trial {best['trial_id']}: " + ", ".join(f"{k}={v}" for k, v in best["config"].items())
         )
-        # Retrieval targets report no en_dev (no English dev set; docs/selection.md).
         en_dev = "n/a" if best[keys.EN_DEV] is None else f"{best[keys.EN_DEV]:.2f}"
         lines.append(
             f"  {keys.EN_DEV}={en_dev}  {keys.ZERO_SHOT_AVG}={best[keys.ZERO_SHOT_AVG]:.2f}  "

@@ -15,6 +15,7 @@ report is also appended to ``<cache_root>/../replay-ledger.jsonl`` for the bench
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -102,10 +103,61 @@ def space_points(space: SearchSpace, target: str) -> list[dict[str, Any]]:
     return [{k: v for k, v in point.items() if k != TARGET} for point in points]
 
 
+def retrieval_row(grid: str, config: TransferConfig) -> dict[str, Any] | None:
+    """The grid's row of a retrieval evaluation: the target, intermediate configuration and seed decide it.
+
+    A retrieval target has no target phase, so the grid records one cell per intermediate configuration
+    (at its first freeze depth and learning rate, ``benchmarks/grid.py``); the config's own are ignored.
+    """
+    head = cell_key(config).split("|")
+    for key, row in load_grid(grid).items():
+        cell = key.split("|")
+        if cell[:3] == head[:3] and cell[-1] == head[-1]:
+            return row
+    return None
+
+
+def retrieval_metrics(grid: str, config: TransferConfig) -> dict[str, Any]:
+    """What a retrieval evaluation of ``config`` reported when the grid was recorded, with its cost.
+
+    The evaluation reads its encoder (the base, or a published intermediate checkpoint); it trains nothing.
+    """
+    row = retrieval_row(grid, config)
+    if row is None:
+        raise ReplayError(f"the grid has no retrieval cell for {cell_key(config)}")
+    seconds = float(row["eval_s"])
+    return {
+        **_final_metrics(row),
+        keys.INTERMEDIATE_REUSED: float(config.intermediate is not None),
+        keys.COST_STEPS: 0.0,
+        COST_PHASE_GPU_S.format(phase="intermediate"): 0.0,
+        COST_PHASE_GPU_S.format(phase="eval"): seconds,
+        COST_GPU_S: seconds,
+    }
+
+
 def check_space(space: SearchSpace, grid: str) -> None:
-    """Every configuration the space can suggest is a cell of the grid: one line naming the first that is not."""
+    """Every configuration the space can suggest is a cell of the grid: one line naming the first that is not.
+
+    A retrieval target is evaluated on the base encoder and on each intermediate configuration the trained
+    targets' studies can suggest (``search/retrieval_eval.py``): the grid needs its cell of each.
+    """
+    from trainers.tasks import get_task
+
     rows = load_grid(grid)
-    for target in space.targets:
+    retrieval = [t for t in space.targets if get_task(t).is_retrieval]
+    trained = [t for t in space.targets if t not in retrieval]
+    for target in retrieval:
+        base = space.base_config(target)
+        sources = [space.to_transfer_config(p, t) for t in trained for p in space_points(space, t)]
+        for source in [dataclasses.replace(base, intermediate=None), *sources]:
+            config = dataclasses.replace(source, target=base.target)
+            if retrieval_row(grid, config) is None:
+                raise ReplayError(
+                    f"--replay {grid}: the grid has no retrieval cell {cell_key(config)} (target|intermediate|"
+                    "steps|freeze depth|target lr|seed; the last three but the seed are not matched)"
+                )
+    for target in trained:
         for point in space_points(space, target):
             key = cell_key(space.to_transfer_config(point, target))
             if key not in rows:

@@ -153,6 +153,16 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[start : start + 100])
 
 
+def log_config(client: Any, run_id: str, config: dict[str, Any]) -> None:
+    """Log a resolved TransferConfig dict as the run's ``config.yaml`` artifact (what select reads back)."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        client.log_artifact(run_id, str(path))
+
+
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a Tune result, without Tune's own bookkeeping."""
     skip = {
@@ -236,12 +246,7 @@ class TrialTracker(Callback):
             # New, or created just before the server or the driver went away: a replay describes it.
             params, config = self.trial_params(dict(trial.config), trial.trial_id)
             log_params(self.client, run_id, params)
-            with tempfile.TemporaryDirectory() as tmp:
-                import yaml
-
-                path = Path(tmp) / "config.yaml"
-                path.write_text(yaml.safe_dump(config, sort_keys=False))
-                self.client.log_artifact(run_id, str(path))
+            log_config(self.client, run_id, config)
         self.run_ids[trial.trial_id] = str(run_id)
         self._session_runs.add(str(run_id))
         return str(run_id)

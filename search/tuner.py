@@ -31,6 +31,13 @@ from search.resources import (
     runs_in_process,
     trial_actor_resources,
 )
+from search.retrieval_eval import (
+    RetrievalOutcome,
+    evaluate_retrieval_targets,
+    is_retrieval,
+    ray_evaluate,
+    replay_evaluate,
+)
 from search.space import (
     INTERMEDIATE_TASK,
     MIXTURE_SEPARATOR,
@@ -274,8 +281,12 @@ def _trial_function(settings: TrialSettings, options: SearchOptions) -> Any:
     return tune.with_parameters(replay_trial, settings=settings, replay=replay)
 
 
-def run_search(options: SearchOptions) -> list[StudyOutcome]:
-    """Run (or resume) every target's study; return what each found."""
+def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
+    """Run (or resume) every trained target's study, then evaluate the retrieval targets; return what each found.
+
+    Retrieval targets (BUCC, Tatoeba) get no study: they are evaluated on the base encoder and on each
+    intermediate checkpoint the studies' trials used (``search/retrieval_eval.py``).
+    """
     from ray import tune
 
     space = load_space(options.space)
@@ -335,7 +346,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
             "--cache-root or XSTILTS_CACHE"
         )
     experiment = tracking.experiment_id(uri, layout.experiment_name)
-    outcomes = []
+    outcomes: list[StudyOutcome | RetrievalOutcome] = []
+    retrieval = [t for t in targets if is_retrieval(t)]
     warm: list[dict[str, Any]] = []
     # The parent run ends FINISHED when every study ran, FAILED on any error or interruption.
     params = {
@@ -344,7 +356,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
         keys.OBJECTIVE_PARAM: space.tuner.metric,  # what select and report read back (search.results)
     }
     with tracking.search_run(uri, experiment, name, params) as parent:
-        for target in targets:
+        for target in [t for t in targets if t not in retrieval]:
             settings = TrialSettings(
                 space=space,
                 target=target,
@@ -413,7 +425,26 @@ def run_search(options: SearchOptions) -> list[StudyOutcome]:
                 raise SearchInterrupted(
                     f"search {name!r} was interrupted in target {target}; continue it with --resume"
                 )
-            outcomes.append(_outcome(name, target, results, space.tuner.metric, space.tuner.mode))
+            study = _outcome(name, target, results, space.tuner.metric, space.tuner.mode)
+            outcomes.append(study)
             if options.warm_start:  # what helped this target is tried first by the next ones
-                warm += [point for point in outcomes[-1].leaders if point not in warm]
+                warm += [point for point in study.leaders if point not in warm]
+        if retrieval:
+            output_root = Path(layout.train_storage.replace("://", "/", 1)).parent / "retrieval"
+            evaluate = (
+                ray_evaluate(cache_root, layout.train_storage, name, TRIAL_RETRIES)
+                if options.replay is None
+                else replay_evaluate(str(Path(options.replay).resolve()))
+            )
+            outcomes += evaluate_retrieval_targets(
+                uri,
+                experiment,
+                parent,
+                name,
+                space,
+                retrieval,
+                None if options.replay else cache_root,
+                output_root,
+                evaluate,
+            )
     return outcomes
