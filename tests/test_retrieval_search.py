@@ -156,3 +156,94 @@ def test_resume_evaluates_nothing_twice(replayed: dict[str, Any]) -> None:
     assert (tatoeba.evaluated, tatoeba.already) == (0, 3)
     after = _runs(replayed["options"].tracking_uri, keys.KIND_RETRIEVAL)
     assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in replayed["runs"])
+
+
+def test_an_evaluation_runs_the_worker_with_the_checkpoint_and_trains_nothing(
+    tmp_path: Path, cache_dir: Path, tiny_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trials' per-worker function, given a published checkpoint: no intermediate phase, the cache untouched."""
+    import shutil
+
+    from search.retrieval_eval import Checkpoint, _run_one_worker, evaluation_plan
+    from trainers import intermediate
+    from trainers.checkpoint_cache import CheckpointCache, intermediate_key
+    from trainers.encoders import resolve_encoder
+
+    config = tiny_config(tmp_path / "eval", "tatoeba", ["ccg"], ["evaluation.languages=[de,ru]"])
+    cache = CheckpointCache(tmp_path / "cache")
+    key = intermediate_key(config)
+    staging = cache.staging_dir(key)
+    shutil.copytree(
+        resolve_encoder("tiny", cache_dir), staging, dirs_exist_ok=True
+    )  # stands in for a trained one
+    path = cache.publish(staging, key, {"key_fields": "test"})
+    before = sorted(p.name for p in cache.root.iterdir())
+
+    def trains(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an evaluation trained an intermediate phase")
+
+    monkeypatch.setattr(intermediate, "run", trains)
+    plan = evaluation_plan(config, Checkpoint(key, "ccg", source=config, path=str(path)), str(cache.root))
+    metrics = _run_one_worker(plan.to_dict())  # the Ray task's body, here in-process
+    assert metrics[keys.INTERMEDIATE_REUSED] == 1.0 and metrics[keys.FINISHED] == 1.0
+    assert keys.TIME_PHASE_S.format(phase="intermediate") not in metrics
+    assert {keys.ZERO_SHOT_LANG.format(lang=lang) for lang in ("de", "ru")} <= set(metrics)
+    assert keys.ZERO_SHOT_AVG in metrics
+    assert sorted(p.name for p in cache.root.iterdir()) == before  # no entry, staging or lease added
+    # A checkpoint that is not published is never handed to the worker (it would be trained).
+    with pytest.raises(ValueError, match="no published checkpoint"):
+        evaluation_plan(config, Checkpoint(key, "ccg", source=config), str(cache.root))
+
+
+@pytest.mark.slow
+def test_a_real_search_evaluates_tatoeba_on_ray_without_training_for_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """The tiny encoder, trials and evaluations on Ray: one ccg checkpoint trained by a udpos trial, reused by Tatoeba."""
+    import subprocess
+
+    from studies import driver_env, search_command, tiny_study
+
+    space_path = tiny_study(
+        tmp_path,
+        cache_dir,
+        name="real",
+        samples=2,  # the seeded points: the baseline and ccg
+        target={"max_steps": 4, "eval_every": 4},
+        scheduler={"type": "fifo"},
+        languages=["de", "ru"],
+    )
+    space = yaml.safe_load(space_path.read_text())
+    space["targets"] = ["udpos", "tatoeba"]
+    space["search"]["target.learning_rate"]["when"] = {"target": {"not_in": ["tatoeba"]}}
+    space_path.write_text(yaml.safe_dump(space, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = search_command(space_path, "real", tmp_path / "storage", uri)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=driver_env()
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tatoeba: retrieval target, no study: 2 encoders evaluated (2 now, 0 logged before)" in done.stdout
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("xstilts-real")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if r.data.tags[keys.KIND_TAG] == keys.KIND_TRIAL]
+    evaluations = [r for r in runs if r.data.tags[keys.KIND_TAG] == keys.KIND_RETRIEVAL]
+    assert {r.data.tags[keys.TARGET_TAG] for r in trials} == {"udpos"}
+    ccg = [r for r in trials if r.data.params["_search.intermediate_task"] == "ccg"]
+    entries = [p for p in (cache_dir / "intermediate").iterdir() if not p.name.startswith(".")]
+    by_checkpoint = {r.data.tags[keys.CHECKPOINT_TAG]: r for r in evaluations}
+    assert len(evaluations) == len(by_checkpoint) == 2 and keys.BASE_CHECKPOINT in by_checkpoint
+    (key,) = set(by_checkpoint) - {keys.BASE_CHECKPOINT}
+    assert key in {p.name for p in entries} and ccg
+    for run in evaluations:
+        metrics = run.data.metrics
+        assert run.data.tags[keys.STATUS_TAG] == keys.COMPLETED and metrics[keys.FINISHED] == 1.0
+        assert {keys.ZERO_SHOT_LANG.format(lang=lang) for lang in ("de", "ru")} <= set(metrics)
+        assert keys.ZERO_SHOT_AVG in metrics
+        assert keys.TIME_PHASE_S.format(phase="intermediate") not in metrics  # nothing trained for it
+        assert metrics[keys.INTERMEDIATE_REUSED] == float(run is by_checkpoint[key])
