@@ -20,6 +20,10 @@ Six PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``
     (``cost/gpu_s``, as logged: a trial that reused a cached intermediate encoder did not pay for it),
     with the Pareto front (no other trial gains more for less).
 
+Retrieval targets evaluated without trials (``search/retrieval_eval.py``) are a table in ``summary.md``
+(``search/retrieval_table.py``), not columns of the plots; a search of retrieval targets alone gets
+``summary.md`` with their tables only.
+
 The files are logged as artifacts (``report/``) of the search's latest selection run
 (``xstilts.kind=selection``), or of a new one when ``xstilts select`` has not been run yet.
 """
@@ -60,6 +64,7 @@ from search.results import (
     rank,
     status_counts,
 )
+from search.retrieval_table import RetrievalTable, retrieval_tables, table_markdown
 from search.space import NO_INTERMEDIATE as BASELINE
 from trainers import keys
 from trainers.keys import COMPLETED, EARLY_STOPPED
@@ -215,8 +220,10 @@ def summary_markdown(
     pick: str,
     metric: str,
     costs: dict[str, list[CostPoint]] | None = None,
+    retrieval: Sequence[RetrievalTable] = (),
 ) -> str:
-    """The report's Markdown: counts, winners, gains, gains against cost, importances and the plots."""
+    """The report's Markdown: counts, winners, gains, gains against cost, importances, the retrieval
+    targets' tables and the plots."""
     lines = [
         f"# Search `{search}`",
         "",
@@ -284,6 +291,7 @@ def summary_markdown(
         else:
             lines.append(f"- **{target}**: " + ", ".join(f"{k} {v:.2f}" for k, v in value.items()))
     lines += cost_markdown(costs or {})
+    lines += ["", *table_markdown(retrieval)] if retrieval else []
     lines += [
         "",
         "## Plots",
@@ -326,11 +334,24 @@ def report(options: ReportOptions) -> Report:
     if options.pick not in PICKS:
         raise ResultsError(f"unknown --pick {options.pick!r}; use one of {', '.join(PICKS)}")
     found_search = open_search(options.search, options.tracking_uri)
-    trials, targets = found_search.trials, found_search.targets
-    if not any(t.status == COMPLETED for t in trials):
+    tables = retrieval_tables(found_search)
+    trials = found_search.trials
+    # A retrieval target evaluated without trials has its table, not a column of the trials' views.
+    targets = [t for t in found_search.targets if t not in tables or found_search.of(t)]
+    if not any(t.status == COMPLETED for t in trials) and not any(t.rows for t in tables.values()):
         raise ResultsError(f"search {options.search} has no completed trial to report on")
     out = Path(options.out or f"reports/{options.search}")
     heatmap = gain_heatmap(trials, targets, options.pick)
+    if not targets:  # a search of retrieval targets alone: their tables are the whole report
+        out.mkdir(parents=True, exist_ok=True)
+        summary = out / "summary.md"
+        text = [f"# Search `{options.search}`", "", *table_markdown(list(tables.values()))]
+        summary.write_text("\n".join(text) + "\n")
+        only = Report(options.search, out, [summary], heatmap)
+        if options.log:
+            client, experiment = found_search.client, found_search.experiment
+            only.run_id = log_report(client, experiment, found_search.parent, options.search, [summary])
+        return only
     metric = found_search.objective()
     found = importances(optuna_db(options.storage, options.search), options.search, targets)
     winners = winners_by_target(trials, targets)
@@ -355,7 +376,16 @@ def report(options: ReportOptions) -> Report:
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(
-            options.search, trials, targets, heatmap, found, winners, options.pick, metric, costs
+            options.search,
+            trials,
+            targets,
+            heatmap,
+            found,
+            winners,
+            options.pick,
+            metric,
+            costs,
+            list(tables.values()),
         )
     )
     files.append(summary)

@@ -1,8 +1,9 @@
 """Reading a finished (or running) search back: the one place that knows how a search is stored.
 
 A search (``search/tuner.py``) leaves, in the MLflow experiment ``SearchLayout(search).experiment_name``,
-one parent run (its targets and objective as params) and one child run per trial (tags, params,
-metrics, a ``config.yaml`` artifact). This module opens the store and returns them as typed values;
+one parent run (its targets and objective as params), one child run per trial (tags, params,
+metrics, a ``config.yaml`` artifact) and one per retrieval evaluation (``xstilts.kind=retrieval``:
+a retrieval target on one encoder, ``search/retrieval_eval.py``). This module opens the store and returns them as typed values;
 ``search/select.py`` decides on them, ``search/report.py`` renders them.
 """
 
@@ -86,6 +87,36 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class RetrievalEvaluation:
+    """One evaluation of a retrieval target on one encoder (``search/retrieval_eval.py``), as read back."""
+
+    run_id: str
+    target: str
+    checkpoint: str
+    """The intermediate-checkpoint cache key, or ``keys.BASE_CHECKPOINT``."""
+    label: str
+    """The intermediate configuration in words."""
+    status: str
+    metrics: dict[str, float]
+
+    @property
+    def is_base(self) -> bool:
+        """Whether this is the base encoder's evaluation."""
+        return self.checkpoint == keys.BASE_CHECKPOINT
+
+    @property
+    def average(self) -> float | None:
+        """``zero_shot_avg``, when finite."""
+        value = self.metrics.get(keys.ZERO_SHOT_AVG)
+        return value if value is not None and math.isfinite(value) else None
+
+    @property
+    def languages(self) -> dict[str, float]:
+        """Per-language zero-shot scores."""
+        return per_language(self.metrics)
+
+
+@dataclass(frozen=True)
 class SearchResults:
     """A search as read from its store: the client to read more with, its runs and its targets."""
 
@@ -101,6 +132,8 @@ class SearchResults:
     """The search's parent run id (None in a store that has trials only)."""
     targets: list[str]
     """The search's targets: the parent run's first, then any other seen on trials."""
+    retrieval: list[RetrievalEvaluation] = field(default_factory=list)
+    """Every retrieval evaluation (any status)."""
 
     @property
     def layout(self) -> SearchLayout:
@@ -211,6 +244,22 @@ def load_trials(client: Any, experiment: str, search: str) -> list[Trial]:
     ]
 
 
+def load_retrieval(client: Any, experiment: str, search: str) -> list[RetrievalEvaluation]:
+    """Every retrieval evaluation run of ``search`` (any status), the base first, then by label."""
+    found = [
+        RetrievalEvaluation(
+            run_id=str(run.info.run_id),
+            target=run.data.tags.get(keys.TARGET_TAG, "?"),
+            checkpoint=run.data.tags.get(keys.CHECKPOINT_TAG, "?"),
+            label=run.data.tags.get(keys.INTERMEDIATE_TAG, "?"),
+            status=run.data.tags.get(keys.STATUS_TAG, keys.RUNNING),
+            metrics=dict(run.data.metrics),
+        )
+        for run in _all_runs(client, experiment, _kind_query(keys.KIND_RETRIEVAL, search))
+    ]
+    return sorted(found, key=lambda e: (e.target, not e.is_base, e.label, e.run_id))
+
+
 def parent_run_id(client: Any, experiment: str, search: str) -> str | None:
     """The search's parent run, if it exists."""
     runs = client.search_runs(
@@ -287,14 +336,26 @@ def open_search(search: str, tracking_uri: str | None) -> SearchResults:
     trials = load_trials(client, experiment, search)
     parent = parent_run_id(client, experiment, search)
     return SearchResults(
-        search, uri, client, experiment, trials, parent, search_targets(client, parent, trials)
+        search,
+        uri,
+        client,
+        experiment,
+        trials,
+        parent,
+        search_targets(client, parent, trials),
+        load_retrieval(client, experiment, search),
     )
 
 
 def languages_of(trial: Trial, prefix: str = keys.ZERO_SHOT) -> dict[str, float]:
     """Per-language scores ``<prefix>/<lang>`` of a trial (not the per-metric sub-keys)."""
+    return per_language(trial.metrics, prefix)
+
+
+def per_language(metrics: dict[str, float], prefix: str = keys.ZERO_SHOT) -> dict[str, float]:
+    """Per-language scores ``<prefix>/<lang>`` among ``metrics``, English first (not the per-metric sub-keys)."""
     scores = {}
-    for key, value in trial.metrics.items():
+    for key, value in metrics.items():
         head, _, lang = key.partition("/")
         if head == prefix and lang and "/" not in lang and math.isfinite(value):
             scores[lang] = value
@@ -345,11 +406,13 @@ __all__ = [
     "CRITERION_LABELS",
     "TEST_METRIC",
     "ResultsError",
+    "RetrievalEvaluation",
     "SearchResults",
     "Trial",
     "known_searches",
     "languages_of",
     "load_config",
+    "load_retrieval",
     "load_trials",
     "open_search",
     "open_store",

@@ -79,7 +79,8 @@ class RetrievalOutcome:
 
     def summary(self) -> list[str]:
         """The search summary's lines for this target."""
-        done = f"{len(self.scores)} encoders evaluated ({self.evaluated} now, {self.already} logged before)"
+        count = len(self.scores)
+        done = f"{count} encoder{'s' if count != 1 else ''} evaluated ({self.evaluated} now, {self.already} logged before)"
         lines = [f"{self.target}: retrieval target, no study: {done}"]
         base = self.scores.get(BASE_LABEL)
         for label, score in self.scores.items():

@@ -8,10 +8,12 @@ scores are not comparable) by an explicit criterion:
 - ``target_dev``: ``target_dev_avg_non_en``, the mean over the target-language dev sets, an oracle
   that uses target-language labels.
 
-Retrieval targets (BUCC, Tatoeba) have no English dev set, so ``en_dev`` cannot rank them; BUCC's
-``target_dev`` is its dev F1 at a threshold tuned on that dev set (an oracle), and XTREME's Tatoeba has
-no dev split at all. A target no metric can rank is reported as not selected, and the other targets
-are selected as usual.
+Retrieval targets (BUCC, Tatoeba) are evaluated, not searched (``search/retrieval_eval.py``): they have
+no trials, so nothing is selected for them; their scores on the base and on each intermediate checkpoint
+are shown as a table (``search/retrieval_table.py``). In a store written before that, their trials have
+no English dev set, so ``en_dev`` cannot rank them; BUCC's ``target_dev`` is its dev F1 at a threshold
+tuned on that dev set (an oracle), and XTREME's Tatoeba has no dev split at all. A target no metric can
+rank is reported as not selected, and the other targets are selected as usual.
 
 Both rankings' winners are always shown, with how often they disagree (Keung et al. 2020, "Don't
 use English dev"). The winner's resolved TransferConfig (its ``config.yaml`` artifact) is written
@@ -48,6 +50,7 @@ from search.results import (
     status_counts,
     trial_status,
 )
+from search.retrieval_table import RetrievalTable, retrieval_tables
 from search.select_output import (
     config_text,
     confirm_csv,
@@ -73,6 +76,12 @@ COMPLETED = keys.COMPLETED
 class NoSelectionMetric(SelectionError):
     """A target whose completed trials lack the criterion's metric: reported, the others still selected."""
 
+
+RETRIEVAL_EVALUATED = (
+    "a retrieval target is evaluated on every encoder the search made, not searched: it has no trials and no "
+    "dev metric to select on (its table below has test scores only)"
+)
+"""Why a retrieval target of a search that evaluated it (``search/retrieval_eval.py``) gets no best config."""
 
 RETRIEVAL_NOTE = (
     "a retrieval target has no English dev set, so no en_dev; its target_dev is the language pairs' dev "
@@ -161,6 +170,8 @@ class Selection:
     """The summary run (xstilts.kind=selection)."""
     not_selected: dict[str, str] = field(default_factory=dict)
     """Targets that no completed trial's metric can rank -> why, in one line."""
+    retrieval: dict[str, RetrievalTable] = field(default_factory=dict)
+    """Retrieval targets -> their scores on the base and on each intermediate checkpoint."""
 
     @property
     def disagreements(self) -> int:
@@ -313,8 +324,12 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, SearchResults]:
         raise SelectionError(f"search {options.search} has no trials yet")
     selected = []
     not_selected: dict[str, str] = {}
+    tables = {t: table for t, table in retrieval_tables(found).items() if t in targets}
     for target in targets:
         mine = found.of(target)
+        if target in tables and not mine:
+            not_selected[target] = RETRIEVAL_EVALUATED
+            continue
         try:
             rankings = check_rankable(target, mine, options.criterion)
         except NoSelectionMetric as error:
@@ -327,9 +342,11 @@ def plan_selection(options: SelectOptions) -> tuple[Selection, SearchResults]:
                 target, options.criterion, mine, rankings, winner, load_config(found.client, winner)
             )
         )
-    if not selected:
+    if not selected and not any(table.rows for table in tables.values()):
         raise SelectionError(next(iter(not_selected.values())))
-    selection = Selection(options.search, options.criterion, found.uri, selected, not_selected=not_selected)
+    selection = Selection(
+        options.search, options.criterion, found.uri, selected, not_selected=not_selected, retrieval=tables
+    )
     return selection, found
 
 

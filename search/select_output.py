@@ -15,6 +15,7 @@ import yaml
 
 from search.layout import SearchLayout
 from search.results import CRITERIA, CRITERION_LABELS, TEST_METRIC, other
+from search.retrieval_table import table_lines
 from trainers import keys
 
 if TYPE_CHECKING:  # select imports this module: the types only, never at run time
@@ -168,6 +169,8 @@ def _summary_lines(selection: Selection) -> list[str]:
         lines.append(selected_line)
     for target, reason in selection.not_selected.items():
         lines.append(f"{target}: NOT SELECTED: {reason}")
+    for table in selection.retrieval.values():
+        lines += table_lines(table)
     lines.append(
         f"the en_dev and target_dev winners disagree on {selection.disagreements} of "
         f"{selection.comparable} target(s) (Keung et al. 2020: English dev selection is unreliable for transfer)"

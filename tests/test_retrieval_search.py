@@ -247,3 +247,69 @@ def test_a_real_search_evaluates_tatoeba_on_ray_without_training_for_it(
         assert keys.ZERO_SHOT_AVG in metrics
         assert keys.TIME_PHASE_S.format(phase="intermediate") not in metrics  # nothing trained for it
         assert metrics[keys.INTERMEDIATE_REUSED] == float(run is by_checkpoint[key])
+
+
+@pytest.mark.slow
+def test_select_and_report_show_the_table_and_select_nothing_for_it(
+    replayed: dict[str, Any], tmp_path: Path
+) -> None:
+    from search.report import ReportOptions, report
+    from search.select import RETRIEVAL_EVALUATED, SelectOptions, format_selection, select
+
+    options = replayed["options"]
+    selection = select(
+        SelectOptions(search="retrieval", tracking_uri=options.tracking_uri, out=str(tmp_path / "best"))
+    )
+    assert [t.target for t in selection.targets] == ["udpos"]
+    assert selection.not_selected == {"tatoeba": RETRIEVAL_EVALUATED}
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["udpos.yaml"]
+    table = selection.retrieval["tatoeba"]
+    assert len(table.rows) == 3 and table.rows[0].is_base
+    base = table.rows[0].average
+    assert base is not None
+    output = format_selection(selection)
+    assert f"tatoeba: NOT SELECTED: {RETRIEVAL_EVALUATED}" in output
+    lines = output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["encoder"])
+    assert lines[header].split() == ["encoder", *table.languages, "avg", "gain"]
+    rows = lines[header + 1 : header + 4]
+    assert rows[0].startswith("  none (base encoder)") and rows[0].split()[-1] == f"{base:.2f}"
+    for row, evaluation in zip(rows[1:], table.rows[1:], strict=True):
+        assert row.strip().startswith(evaluation.label)
+        assert evaluation.average is not None
+        assert row.split()[-2:] == [f"{evaluation.average:.2f}", f"{evaluation.average - base:+.2f}"]
+
+    done = report(
+        ReportOptions(
+            search="retrieval", out=str(tmp_path / "report"), tracking_uri=options.tracking_uri, log=False
+        )
+    )
+    summary = (done.out / "summary.md").read_text()
+    assert "## Retrieval targets" in summary
+    assert "| none (base encoder) | " in summary and f"| {base:.2f} |  |" in summary
+    assert done.heatmap.cols == ["udpos"]  # tatoeba is a table, not a column of the trials' views
+
+
+@pytest.mark.slow
+def test_a_search_of_retrieval_targets_alone_evaluates_the_base(tmp_path: Path) -> None:
+    """No trained target: no study, no checkpoint; the base is evaluated, select and report show it."""
+    from search.report import ReportOptions, report
+    from search.select import RETRIEVAL_EVALUATED, SelectOptions, select
+    from search.tuner import run_search
+
+    if not GRID_FILE.is_file():
+        pytest.skip("no recorded grid (benchmarks/grid.py writes it)")
+    options = _options(tmp_path, targets=["tatoeba"])
+    (outcome,) = run_search(options)
+    assert (outcome.evaluated, list(outcome.scores)) == (1, ["none (base encoder)"])
+    assert _runs(options.tracking_uri, keys.KIND_TRIAL) == []
+    selection = select(
+        SelectOptions(search="retrieval", tracking_uri=options.tracking_uri, out=str(tmp_path / "best"))
+    )
+    assert selection.targets == [] and selection.not_selected == {"tatoeba": RETRIEVAL_EVALUATED}
+    assert not (tmp_path / "best").exists()
+    done = report(
+        ReportOptions(search="retrieval", out=str(tmp_path / "r"), tracking_uri=options.tracking_uri)
+    )
+    assert [p.name for p in done.files] == ["summary.md"]
+    assert "| none (base encoder) | " in (tmp_path / "r" / "summary.md").read_text()
