@@ -17,7 +17,7 @@ import yaml
 from search.costs import CostAssumptions, asha_expected_steps, estimate, phase_cost
 from search.space import SchedulerSettings, SearchSpace, load_space, space_from_dict
 from trainers.config import TransferConfig
-from trainers.tasks import TASKS
+from trainers.tasks import TASKS, get_task
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,8 +202,9 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path, space_file: 
     out = result.stdout
     assert "LOADED []" in out  # no Ray, torch, MLflow, Optuna or DeepSpeed
     assert list(tmp_path.iterdir()) == []  # nothing written
-    assert f"studies: {len(space.targets)} " in out
-    assert f"trials: {len(space.targets) * space.tuner.num_samples} " in out
+    studies = [t for t in space.targets if not get_task(t).is_retrieval]  # retrieval targets are evaluated
+    assert f"studies: {len(studies)} " in out
+    assert f"trials: {len(studies) * space.tuner.num_samples} " in out
     assert "| the paper's grid |" in out and "assumptions:" in out
 
 
@@ -217,6 +218,36 @@ def test_dry_run_of_the_xtreme_space_trains_each_intermediate_task_once(tmp_path
     assert est.trainings == pytest.approx(9)  # every task drawn at least once over 9 x 24 trials
     assert est.gpu_hours is not None and est.grid_gpu_hours is not None
     assert est.gpu_hours < est.grid_gpu_hours
+
+
+def test_retrieval_targets_are_counted_as_evaluations_not_trials(tmp_path: Path) -> None:
+    """xtreme: bucc and tatoeba have no study; each is evaluated on the base and on every checkpoint used."""
+    result = _xstilts(["search", "--space", "spaces/xtreme.yaml", "--dry-run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    est = estimate(load_space(REPO / "spaces/xtreme.yaml"))
+    assert est.studies == ["xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"]
+    assert est.retrieval_targets == ["bucc", "tatoeba"] and sorted(est.trials) == sorted(est.studies)
+    # 9 tasks x 3 published lengths; the two seeded ones (mnli and squad_v2 at 6000 steps) surely used.
+    assert est.checkpoints_bound == 27 and 2 < est.checkpoints_used < 27
+    assert est.evaluations_per_retrieval_target == 1 + est.checkpoints_used
+    each = f"{est.evaluations_per_retrieval_target:.1f}"
+    assert "retrieval targets: bucc, tatoeba: no study, no trials;" in result.stdout
+    assert f": {each} evaluations expected each (at most 28)" in result.stdout
+    # A space whose trials draw nothing at random: the seeded ccg checkpoint and the base, exactly.
+    data: dict[str, Any] = {
+        "targets": ["udpos", "tatoeba"],
+        "base": {"model": {"name_or_path": "tiny"}, "intermediate": {"learning_rate": 1.0e-3}},
+        "search": {"intermediate_task": {"type": "categorical", "choices": ["none", "ccg"]}},
+        "points_to_evaluate": [{"intermediate_task": "none"}, {"intermediate_task": "ccg"}],
+        "tuner": {"num_samples": 2},
+    }
+    small = estimate(space_from_dict(data))
+    assert (small.studies, small.retrieval_targets) == (["udpos"], ["tatoeba"])
+    assert (small.checkpoints_used, small.evaluations_per_retrieval_target, small.trials) == (
+        1,
+        2,
+        {"udpos": 2},
+    )
 
 
 def test_a_continuous_intermediate_parameter_costs_a_training_per_trial(tmp_path: Path) -> None:
@@ -248,7 +279,7 @@ def test_a_continuous_intermediate_parameter_costs_a_training_per_trial(tmp_path
     # 9 intermediate tasks: the grid trains each once; the search, one per trial that draws a task
     # apart from the two seeded configurations shared by every study.
     assert est.grid_trainings == 9
-    random_trials = 9 * (48 - 3)
+    random_trials = 7 * (48 - 3)  # the 7 trained targets' studies: bucc and tatoeba have none
     assert est.trainings == pytest.approx(2 + random_trials * 9 / 10)
     assert est.gpu_hours is not None and est.grid_gpu_hours is not None
     assert est.gpu_hours > est.grid_gpu_hours

@@ -53,9 +53,9 @@ class Estimate:
     """The counts and compute of one search, and of the paper's grid over the same tasks and targets."""
 
     targets: list[str]
-    """The studies' targets."""
+    """The search's targets: the studies' and the retrieval targets."""
     trials: dict[str, int]
-    """Target -> trials (num_samples)."""
+    """Trained target (one study each) -> trials (num_samples)."""
     seeded: dict[str, int]
     """Target -> seeded points that run (a point leaving a key parameter to the sampler counts as random)."""
     key_params: list[str]
@@ -100,6 +100,26 @@ class Estimate:
     """Phase (intermediate, target) -> the largest memory plan of any trial's phase, and which trial."""
     device: str = "cuda"
     """Where the trials train (``cuda`` when ``scaling.use_gpu``)."""
+    checkpoints_used: float = 0.0
+    """Expected distinct intermediate checkpoints the trials use (a run publishing several lengths makes
+    several): what each retrieval target is evaluated on, besides the base."""
+    checkpoints_bound: int | None = None
+    """At most this many (None: unbounded, a continuous key parameter)."""
+
+    @property
+    def studies(self) -> list[str]:
+        """The targets that get an Optuna study (the trained ones)."""
+        return [target for target in self.targets if target in self.trials]
+
+    @property
+    def retrieval_targets(self) -> list[str]:
+        """The targets evaluated on each checkpoint instead of searched (``search/retrieval_eval.py``)."""
+        return [target for target in self.targets if target not in self.trials]
+
+    @property
+    def evaluations_per_retrieval_target(self) -> float:
+        """Expected evaluations of each retrieval target: the base, and each checkpoint the trials use."""
+        return 1.0 + self.checkpoints_used
 
     @property
     def gpu_hours(self) -> float | None:
@@ -127,6 +147,14 @@ def _intermediate_cost(config: TransferConfig, assumptions: CostAssumptions) -> 
     run = intermediate_run(config)  # the run that serves it: to the longest of its publish_steps
     assert run.intermediate is not None
     return phase_cost(run, run.intermediate, list(run.intermediate.tasks), assumptions)
+
+
+def entry_key(config: TransferConfig) -> str:
+    """The key of the checkpoint ``config`` uses (``checkpoint_key`` is its run's: one run publishes several)."""
+    assert config.intermediate is not None
+    # The run's key at this trial's own length: the entry that length publishes.
+    own = dataclasses.replace(config.intermediate, publish_steps=[])
+    return checkpoint_key(dataclasses.replace(config, intermediate=own))
 
 
 def _label(config: TransferConfig, params: Mapping[str, Any]) -> str:
@@ -263,12 +291,19 @@ def estimate(
     trials: dict[str, int] = {}
     seeded: dict[str, int] = {}
     random_trials: dict[str, int] = {}
-    seen: dict[frozenset[tuple[str, Any]], tuple[str, PhaseCost | None, str] | None] = {}
+    seen: dict[frozenset[tuple[str, Any]], tuple[str, PhaseCost | None, str, str] | None] = {}
     memory: dict[str, tuple[MemoryPlan, str]] = {}
     with_intermediate = 0.0
     no_reuse_hours: float | None = 0.0
     target_hours: float | None = 0.0
-    for target in targets:
+    # Evaluated per checkpoint, not searched: no trials, so no draws of their own.
+    trained = [target for target in targets if not get_task(target).is_retrieval]
+    entries: dict[
+        str, dict[str, float]
+    ] = {}  # checkpoint (not run) key -> target -> P(a random trial uses it)
+    seeded_entries: set[str] = set()
+    continuous_entries = 0.0
+    for target in trained:
         fixed = _fixed_points(space, target, key_names)
         trials[target] = space.tuner.num_samples
         seeded[target] = len(fixed)
@@ -282,6 +317,7 @@ def estimate(
                 with_intermediate += 1
                 cost = _intermediate_cost(config, assumptions)
                 seeded_keys[checkpoint_key(config)] = cost
+                seeded_entries.add(entry_key(config))
                 no_reuse_hours = sum_known(no_reuse_hours, None if cost is None else cost.gpu_hours)
         for draw in draws(space, target, lambda p: not p.name.startswith("target.")):
             # The key and the intermediate phase do not depend on the target: each is worked out once.
@@ -295,18 +331,24 @@ def estimate(
                         checkpoint_key(config),
                         _intermediate_cost(config, assumptions),
                         _label(config, draw.params),
+                        entry_key(config),
                     )
             found = seen[shared]
             if found is None:
                 continue
-            key, cost, label = found
+            key, cost, label, used_key = found
             with_intermediate += n * draw.probability
             no_reuse_hours = sum_known(
                 no_reuse_hours, None if cost is None else n * draw.probability * cost.gpu_hours
             )
             continuous = bool(draw.continuous & key_names)
-            entry = classes.setdefault(key, IntermediateClass(label, cost, continuous))
-            entry.probability[target] = entry.probability.get(target, 0.0) + draw.probability
+            klass = classes.setdefault(key, IntermediateClass(label, cost, continuous))
+            klass.probability[target] = klass.probability.get(target, 0.0) + draw.probability
+            if continuous:
+                continuous_entries += n * draw.probability
+            else:
+                used = entries.setdefault(used_key, {})
+                used[target] = used.get(target, 0.0) + draw.probability
         target_draws = draws(space, target, lambda p: not p.name.startswith("intermediate"))
         for draw in target_draws:
             config = build(draw.params, target)
@@ -335,6 +377,13 @@ def estimate(
     distinct = None if unbounded else len(seeded_keys) + finite
     bound = with_intermediate if distinct is None else min(with_intermediate, float(distinct))
 
+    # Distinct checkpoints used: each seeded one, each finite one some random trial draws, one per continuous draw.
+    checkpoints = len(seeded_entries) + continuous_entries
+    for checkpoint, probability in entries.items():
+        if checkpoint not in seeded_entries:
+            checkpoints += 1.0 - math.prod((1.0 - p) ** random_trials[t] for t, p in probability.items())
+    checkpoints_bound = None if unbounded else len(seeded_entries | set(entries))
+
     grid = _grid(space, targets, assumptions)
     return Estimate(
         targets=targets,
@@ -352,6 +401,8 @@ def estimate(
         assumptions=assumptions,
         memory=memory,
         device=_device(space.base_config(targets[0])),
+        checkpoints_used=checkpoints,
+        checkpoints_bound=checkpoints_bound,
         **grid,
     )
 

@@ -67,6 +67,9 @@ RULES: tuple[str, ...] = (
     "0 when offloaded; activations per trained layer as Korthikanti et al. 2022; DeepSpeed's buckets, "
     "the CUDA context and the heads not counted",
     "ASHA: past rung k a trial continues with probability 1/reduction_factor^(k+1), and stops at max_t",
+    "a retrieval target (BUCC, Tatoeba) has no study and no trials: it is evaluated once on the base encoder "
+    "and once on each distinct intermediate checkpoint the trials use (each length a run publishes is one); "
+    "an evaluation trains nothing, and like every evaluation it is not priced",
     "the grid: each intermediate task trained once at the seeded intermediate settings and reused by all "
     "targets; each trained target fine-tuned once per intermediate task and once without, full length, "
     "at its seeded target settings",

@@ -12,7 +12,6 @@ from search.space import (
     SpaceError,
 )
 from trainers.memory import GIB, check_fits
-from trainers.tasks import get_task
 
 
 def _hours(value: float | None) -> str:
@@ -51,16 +50,24 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
     gpus_per_trial = need["GPU"]
     a = est.assumptions
     total_trials = sum(est.trials.values())
-    trained = [t for t in est.targets if not get_task(t).is_retrieval]
+    trained = est.studies
     lines = [
         f"xstilts search --dry-run {space.source}: nothing started (no Ray, no MLflow, nothing written)",
         f"space {space.name}: {space.description}",
-        f"studies: {len(est.targets)} ({', '.join(space.study_name(t) for t in est.targets)})",
+        f"studies: {len(trained)} ({', '.join(space.study_name(t) for t in trained)})",
         f"trials: {total_trials} ({space.tuner.num_samples} per study, of which seeded points: "
         + ", ".join(f"{t} {n}" for t, n in est.seeded.items())
         + ")",
-        "searched: " + "; ".join(_describe(p) for p in space.params),
     ]
+    if est.retrieval_targets:
+        each = est.evaluations_per_retrieval_target
+        most = "unbounded" if est.checkpoints_bound is None else f"{1 + est.checkpoints_bound}"
+        lines.append(
+            f"retrieval targets: {', '.join(est.retrieval_targets)}: no study, no trials; each evaluated once on "
+            f"the base encoder and once on every intermediate checkpoint the trials use: {each:.1f} evaluations "
+            f"expected each (at most {most}), {each * len(est.retrieval_targets):.1f} in all, training nothing"
+        )
+    lines.append("searched: " + "; ".join(_describe(p) for p in space.params))
     s = space.tuner.scheduler
     if s.type == "asha":
         lines.append(
@@ -97,6 +104,11 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
         lines.append(f"  distinct intermediate configurations the space allows: {est.distinct_configs}")
     lines.append(
         f"  trials with an intermediate phase: {est.trials_with_intermediate:.1f} of {total_trials} (expected)"
+    )
+    bound = "unbounded" if est.checkpoints_bound is None else f"at most {est.checkpoints_bound}"
+    lines.append(
+        f"  distinct intermediate checkpoints the trials use (each length a run publishes is one): "
+        f"{est.checkpoints_used:.1f} expected ({bound})"
     )
     lines.append(
         f"  intermediate trainings: {est.trainings:.1f} expected with the cache's reuse "
