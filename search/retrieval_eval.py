@@ -282,6 +282,9 @@ def evaluate_target(
             tracking.log_config(client, run_id, resolved)
         try:
             metrics = evaluate(config, checkpoint)
+        except KeyboardInterrupt:
+            client.set_terminated(run_id, status="KILLED")  # --resume evaluates it again, into this run
+            raise
         except Exception as error:  # one encoder's failure leaves the others' evaluations to run
             client.set_tag(run_id, keys.ERROR_TAG, f"{type(error).__name__}: {error}".splitlines()[0][:5000])
             client.set_tag(run_id, keys.STATUS_TAG, keys.FAILED)

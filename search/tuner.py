@@ -436,15 +436,21 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                 if options.replay is None
                 else replay_evaluate(str(Path(options.replay).resolve()))
             )
-            outcomes += evaluate_retrieval_targets(
-                uri,
-                experiment,
-                parent,
-                name,
-                space,
-                retrieval,
-                None if options.replay else cache_root,
-                output_root,
-                evaluate,
-            )
+            try:
+                outcomes += evaluate_retrieval_targets(
+                    uri,
+                    experiment,
+                    parent,
+                    name,
+                    space,
+                    retrieval,
+                    None if options.replay else cache_root,
+                    output_root,
+                    evaluate,
+                )
+            except KeyboardInterrupt:
+                raise SearchInterrupted(
+                    f"search {name!r} was interrupted while evaluating its retrieval targets; continue it with "
+                    "--resume"
+                ) from None
     return outcomes

@@ -313,3 +313,57 @@ def test_a_search_of_retrieval_targets_alone_evaluates_the_base(tmp_path: Path) 
     )
     assert [p.name for p in done.files] == ["summary.md"]
     assert "| none (base encoder) | " in (tmp_path / "r" / "summary.md").read_text()
+
+
+@pytest.mark.slow  # 12 s: a fresh MLflow store
+def test_a_failed_evaluation_is_logged_and_resume_repeats_only_it(tmp_path: Path) -> None:
+    """One encoder's failure leaves the others to run; the next run evaluates it again, into the same run."""
+    from search import tracking
+    from search.retrieval_eval import BASE_LABEL, Checkpoint, evaluate_target
+    from search.space import space_from_dict
+
+    space = space_from_dict(_space())
+    source = space.to_transfer_config({"intermediate_task": "ccg", "intermediate.max_steps": 30}, "udpos")
+    checkpoints = [Checkpoint(keys.BASE_CHECKPOINT, BASE_LABEL), Checkpoint("k30", "ccg", source=source)]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = tracking.experiment_id(uri, "xstilts-f")
+    parent = tracking.parent_run(uri, experiment, "f", {})
+    calls: list[tuple[str, int | None]] = []
+
+    def evaluate(fail: bool) -> Any:
+        def run(config: Any, checkpoint: Checkpoint) -> dict[str, Any]:
+            steps = config.intermediate.max_steps if config.intermediate else None
+            calls.append((checkpoint.key, steps))
+            if fail and checkpoint.key == "k30":
+                raise RuntimeError("worker died\nwith a traceback")
+            return {keys.ZERO_SHOT_AVG: 50.0 + len(calls), keys.ZERO_SHOT_LANG.format(lang="de"): 40.0}
+
+        return run
+
+    def target(fail: bool) -> Any:
+        return evaluate_target(
+            uri, experiment, parent, "f", space, "tatoeba", checkpoints, tmp_path / "out", evaluate(fail)
+        )
+
+    first = target(fail=True)
+    assert (first.evaluated, first.failed, first.scores) == (1, ["ccg"], {BASE_LABEL: 51.0})
+    failed = _runs_of(uri, experiment)
+    assert failed["k30"].data.tags[keys.STATUS_TAG] == keys.FAILED
+    assert failed["k30"].data.tags[keys.ERROR_TAG] == "RuntimeError: worker died"
+    second = target(fail=False)
+    assert (second.evaluated, second.already, second.failed) == (1, 1, [])
+    assert calls == [(keys.BASE_CHECKPOINT, None), ("k30", 30), ("k30", 30)]  # the base ran once
+    after = _runs_of(uri, experiment)
+    assert {k: r.info.run_id for k, r in after.items()} == {k: r.info.run_id for k, r in failed.items()}
+    assert after["k30"].data.tags[keys.STATUS_TAG] == keys.COMPLETED
+    assert keys.ERROR_TAG not in after["k30"].data.tags
+    assert after["k30"].data.params["intermediate.max_steps"] == "30"  # the checkpoint's config, logged once
+    assert after["k30"].data.params["target.task"] == "tatoeba"
+
+
+def _runs_of(uri: str, experiment: str) -> dict[str, Any]:
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(tracking_uri=uri).search_runs([experiment])
+    kinds = [r for r in runs if r.data.tags.get(keys.KIND_TAG) == keys.KIND_RETRIEVAL]
+    return {r.data.tags[keys.CHECKPOINT_TAG]: r for r in kinds}
