@@ -491,3 +491,11 @@ def test_a_directory_without_a_manifest_is_set_aside_when_the_key_is_published(t
     assert (path / "model.safetensors").read_text() == "weights from fresh"
     [aside] = (tmp_path / ".trash").iterdir()
     assert (aside / "model.safetensors").read_text() == "half of the wei"
+
+
+def test_key_tracks_dev_as_train_of_its_own_tasks_only() -> None:
+    key = intermediate_key(_config())
+    assert intermediate_key(_config("data.dev_as_train={pawsx: 500}")) == key  # not an intermediate task
+    trained_on_dev = intermediate_key(_config("data.dev_as_train={mnli: 500}"))
+    assert trained_on_dev != key
+    assert intermediate_key(_config("data.dev_as_train={mnli: 400}")) != trained_on_dev

@@ -19,7 +19,7 @@ import pytest
 
 import search.run
 from search.cli import main
-from trainers.config import TransferConfig
+from trainers.config import ConfigError, TransferConfig
 
 WRONG_TYPE: dict[Any, str] = {int: "abc", float: "abc", bool: "maybe", str: "[1, 2]"}
 """A ``--set`` value of another type, per field type (parsed as YAML: ``[1, 2]`` is a list)."""
@@ -52,6 +52,9 @@ def _cases() -> Iterator[Any]:
             continue
         if typing.get_origin(hint) is list:
             yield pytest.param(key, "5", id=f"{key}-not-a-list")
+            continue
+        if typing.get_origin(hint) is dict:
+            yield pytest.param(key, "5", id=f"{key}-not-a-mapping")
             continue
         yield pytest.param(key, WRONG_TYPE[hint], id=f"{key}-wrong-type")
         if hint in (int, float):
@@ -97,3 +100,20 @@ def test_every_config_key_rejects_bad_values_in_one_line(
     assert len(lines) == 1 and lines[0].startswith("xstilts: error: "), captured.err
     assert key.rsplit(".", 1)[-1] in lines[0], lines[0]  # the line names the field
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data": {"dev_as_train": {"nope": 5}}}, "data.dev_as_train: unknown task 'nope'"),
+        (
+            {"data": {"dev_as_train": {"xnli": 0}}},
+            r"data.dev_as_train.xnli must be the number of dev rows held out",
+        ),
+        ({"data": {"dev_as_train": {"xnli": "5"}}}, r"data.dev_as_train.xnli must be the number"),
+        ({"data": {"dev_as_train": {"udpos": 5}}}, "data.dev_as_train: udpos is the target"),
+    ],
+)
+def test_dev_as_train_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TransferConfig.from_dict({"target": {"task": "udpos"}, **overrides})

@@ -467,3 +467,40 @@ def test_label_out_of_range(local: DataConfig, task: str, row: dict[str, Any], m
     local_file(local, task, "en", "test", [row])
     with pytest.raises(DataError, match=message):
         load_split(get_task(task), "test", "en", local)
+
+
+# -- a task trained on its dev split (data.dev_as_train) -------------------------------------------
+
+
+def test_dev_as_train_holds_out_the_first_rows_and_trains_on_the_rest(local: DataConfig) -> None:
+    rows = [{"premise": f"p{i}", "hypothesis": "h", "label": i % 3} for i in range(7)]
+    local_file(local, "xnli", "en", "dev", rows)
+    local.dev_as_train = {"xnli": 3}
+    dev = load_split(get_task("xnli"), "dev", "en", local)
+    train = load_split(get_task("xnli"), "train", "en", local)
+    assert dev["text_a"] == ["p0", "p1", "p2"]
+    assert train["text_a"] == ["p3", "p4", "p5", "p6"]  # disjoint, together the whole dev file
+    assert_canonical(train, "xnli")
+    # The caps apply to each part, after the split: the held-out rows never move into training.
+    local.max_train_examples, local.max_eval_examples = 2, 2
+    assert load_split(get_task("xnli"), "train", "en", local)["text_a"] == ["p3", "p4"]
+    assert load_split(get_task("xnli"), "dev", "en", local)["text_a"] == ["p0", "p1"]
+
+
+def test_dev_as_train_leaves_other_tasks_and_the_test_split_alone(local: DataConfig) -> None:
+    local_file(local, "xnli", "en", "train", [{"premise": "t", "hypothesis": "h", "label": 0}])
+    local_file(local, "xnli", "en", "test", [{"premise": "x", "hypothesis": "h", "label": 0}])
+    local_file(
+        local, "pawsx", "en", "dev", [{"sentence1": f"s{i}", "sentence2": "b", "label": 1} for i in range(3)]
+    )
+    local.dev_as_train = {"pawsx": 1}
+    assert load_split(get_task("xnli"), "train", "en", local)["text_a"] == ["t"]
+    assert load_split(get_task("xnli"), "test", "en", local)["text_a"] == ["x"]
+    assert load_split(get_task("pawsx"), "train", "en", local)["text_a"] == ["s1", "s2"]
+
+
+def test_dev_as_train_that_leaves_nothing_to_train_is_one_line(local: DataConfig) -> None:
+    local_file(local, "xnli", "en", "dev", [{"premise": "p", "hypothesis": "h", "label": 0}] * 3)
+    local.dev_as_train = {"xnli": 3}
+    with pytest.raises(DataError, match=r"xnli's en dev split has 3 rows; holding out 3 leaves none"):
+        load_split(get_task("xnli"), "train", "en", local)

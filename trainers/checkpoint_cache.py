@@ -136,6 +136,11 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
         "data_dir": config.data.data_dir,
         "max_train_examples": config.data.max_train_examples,
     }
+    held_out = {
+        task: config.data.dev_as_train[task] for task in inter.tasks if task in config.data.dev_as_train
+    }
+    if held_out:  # only when set, so that entries made before the field existed keep their keys
+        data["dev_as_train"] = held_out
     if config.data.source == "miniature":
         # The files of the intermediate tasks only, each at its own version: adding or changing another
         # task's generator leaves this key as it is.

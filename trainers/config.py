@@ -76,6 +76,12 @@ class DataConfig:
     """Cap on training examples per task (``None``: all)."""
     max_eval_examples: int | None = None
     """Cap on evaluation examples per language (``None``: all)."""
+    dev_as_train: dict[str, int] = field(default_factory=dict)
+    """Task -> rows held out: train the task on its dev split, keeping that split's first N rows as its dev
+    set (the same N rows for every run). For intermediate tasks whose training set a download lacks
+    (XTREME's xnli/ and pawsx/ folders hold MNLI's and PAWS's English train sets only when fetched
+    separately; their English dev sets are always there). Not for the target: its other languages' dev
+    sets translate the items it would train on."""
     bucc_dir: str | None = None
     """Directory of the official BUCC 2018 files (``<lang>-en.{sample,training}.{<lang>,en,gold}``), which
     BUCC mines whatever ``source`` says: the hub holds only its gold pairs, without the full corpora. With
@@ -94,6 +100,18 @@ class DataConfig:
         for name in ("max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             _check(value is None or value > 0, f"data.{name} must be positive, got {value}")
+        _check(
+            isinstance(self.dev_as_train, dict),
+            f"data.dev_as_train must map task names to held-out row counts, got {self.dev_as_train!r}",
+        )
+        for name, held_out in self.dev_as_train.items():
+            _check(
+                name in TASKS, f"data.dev_as_train: unknown task {name!r}; known: {', '.join(sorted(TASKS))}"
+            )
+            _check(
+                isinstance(held_out, int) and not isinstance(held_out, bool) and held_out >= 1,
+                f"data.dev_as_train.{name} must be the number of dev rows held out (>= 1), got {held_out!r}",
+            )
 
 
 @dataclass
@@ -334,6 +352,11 @@ class TransferConfig:
                 self.target.freeze_depth == 0,
                 f"target.freeze_depth: {target.name} is a retrieval target and has no target phase",
             )
+        _check(
+            target.name not in self.data.dev_as_train,
+            f"data.dev_as_train: {target.name} is the target; trained on its dev split, its zero-shot scores "
+            "would be on translations of the items it trained on",
+        )
         if self.evaluation.languages is not None:
             unknown = [lang for lang in self.evaluation.languages if lang not in target.languages]
             _check(

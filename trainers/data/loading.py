@@ -29,9 +29,28 @@ CANONICAL_FEATURES: dict[TaskType, datasets.Features] = {
 
 
 def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> datasets.Dataset:
-    """One split of one language of ``task``, in the task type's canonical columns."""
+    """One split of one language of ``task``, in the task type's canonical columns.
+
+    A task in ``data.dev_as_train`` reads its train and dev splits from its dev split: the first N rows
+    (N its entry) are its dev set, the rest its training set.
+    """
     if split not in SPLITS:
         raise DataError(f"{task.name}: unknown split {split!r}; splits: {', '.join(task_splits(task))}")
+    held_out = data.dev_as_train.get(task.name)
+    if held_out is None or split == "test":
+        return _load(task, split, language, data, capped=True)
+    dev = _load(task, "dev", language, data, capped=False)
+    if held_out >= len(dev):
+        raise DataError(
+            f"data.dev_as_train: {task.name}'s {language} dev split has {len(dev)} rows; holding out "
+            f"{held_out} leaves none to train on"
+        )
+    rows = dev.select(range(held_out)) if split == "dev" else dev.select(range(held_out, len(dev)))
+    return _first_rows(rows, split, data)
+
+
+def _load(task: TaskSpec, split: str, language: str, data: DataConfig, capped: bool) -> datasets.Dataset:
+    """One split as the source holds it, cut to ``data``'s cap for the split when ``capped``."""
     if data.source == "xtreme":
         # Lazy: the module imports this one. Its readers give canonical columns, labels checked.
         from trainers.data import xtreme_layout
@@ -40,7 +59,7 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
         rows = xtreme_layout.load_split(
             task, split, language, data.data_dir, cache_dir=Path(data.cache_dir).expanduser() / "xtreme-rows"
         )
-        return _first_rows(rows, split, data)
+        return _first_rows(rows, split, data) if capped else rows
     if data.source == "hub":
         raw = _load_hub(task, split, language)
     else:
@@ -53,7 +72,9 @@ def load_split(task: TaskSpec, split: str, language: str, data: DataConfig) -> d
             split="train",
             cache_dir=str(_cache_root(data) / "hf_datasets"),
         )
-    return _canonicalise(task, _first_rows(raw, split, data), f"{task.name} {split}/{language}")
+    if capped:
+        raw = _first_rows(raw, split, data)
+    return _canonicalise(task, raw, f"{task.name} {split}/{language}")
 
 
 def _first_rows(rows: datasets.Dataset, split: str, data: DataConfig) -> datasets.Dataset:
