@@ -62,6 +62,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=NLI_LABELS,
         metric="accuracy",
         description="Cross-lingual NLI; English train is MNLI.",
+        role="both",  # its English data also serves as an intermediate task (spaces/real.yaml)
         train_size=392_702,  # facebook/xnli card, en train (MNLI)
     ),
     TaskSpec(
@@ -80,6 +81,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=("different", "paraphrase"),
         metric="accuracy",
         description="Paraphrase adversaries from word scrambling.",
+        role="both",  # its English data also serves as an intermediate task (spaces/real.yaml)
         train_size=49_401,  # google/xtreme card, PAWS-X.en train
     ),
     TaskSpec(
@@ -142,6 +144,7 @@ XTREME_TASKS: tuple[TaskSpec, ...] = (
         label_names=NER_TAGS,
         metric="seqeval_f1",
         description="WikiANN named-entity recognition (PER/ORG/LOC).",
+        role="both",  # its English data also serves as an intermediate task (spaces/real.yaml)
         train_size=20_000,  # google/xtreme card, PAN-X.en train
     ),
     TaskSpec(
