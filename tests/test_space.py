@@ -385,3 +385,18 @@ def test_shipped_spaces_load_from_any_directory(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "spaces" / "demo.yaml").write_text("name: mine\n")
     with pytest.raises(SpaceError, match=r"spaces/demo.yaml"):  # loads the local file (it is incomplete)
         load_space("spaces/demo.yaml")
+
+
+def test_relative_data_paths_in_base_read_from_the_directory_the_search_starts_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = minimal()
+    data["base"]["data"] = {"source": "xtreme", "data_dir": "../download", "cache_dir": "~/.cache/x"}
+    path = write(tmp_path, data)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path / "runs")
+    space = load_space(path)
+    # Tune starts a trial in its own directory: the trial gets the path as the driver's directory reads it.
+    config = space.to_transfer_config({INTERMEDIATE_TASK: "none"}, "pawsx")
+    assert config.data.data_dir == str(tmp_path / "download")
+    assert config.data.cache_dir == "~/.cache/x"  # the home directory is each node's own: left as written

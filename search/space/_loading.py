@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import typing
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from search.space._params import (
     TunerSettings,
     fail,
 )
-from search.space._space import SearchSpace, get_dotted, mixture
+from search.space._space import SearchSpace, get_dotted, mixture, set_dotted
 from trainers._fromdict import (
     FieldError,
     boolean,
@@ -177,7 +178,21 @@ def _parse_base(raw: Any, searches_intermediate: bool) -> dict[str, Any]:
         fail(f"base.{TARGET_TASK}", "is set per study from `targets`; remove it")
     if searches_intermediate and get_dotted(base, "intermediate.tasks") is not None:
         fail("base.intermediate.tasks", f"conflicts with search.{INTERMEDIATE_TASK}; remove one")
+    for key in LOCAL_PATH_KEYS:
+        value = get_dotted(base, key)
+        if isinstance(value, str) and _is_relative_path(value):
+            # As `xstilts run` reads it: from the directory the command runs in. A trial runs elsewhere
+            # (Tune starts it in its trial directory), so it gets the path made absolute here.
+            set_dotted(base, key, os.path.abspath(value))
     return base
+
+
+LOCAL_PATH_KEYS = ("data.data_dir", "data.bucc_dir", "data.cache_dir")
+"""Paths in ``base`` that a relative value reads from the directory the search is started in."""
+
+
+def _is_relative_path(value: str) -> bool:
+    return bool(value) and "://" not in value and not value.startswith("~") and not Path(value).is_absolute()
 
 
 def _encoders(base: Mapping[str, Any], raw_search: Mapping[str, Any]) -> tuple[str, ...]:
