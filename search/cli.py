@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET",
         action="append",
         default=[],
-        help="only this target of the space (repeatable)",
+        help="only this target of the space (repeatable); a retrieval target is evaluated on the base and on the "
+        "intermediate checkpoints the search's trials have used so far",
     )
     search.add_argument(
         "--stall-after",
@@ -326,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--dry-run",
         action="store_true",
-        help="check the space and print the plan (studies, trials, distinct intermediate configurations, "
+        help="check the space and print the plan (studies, trials, retrieval evaluations, distinct intermediate "
+        "configurations, "
         "GPUs per trial, concurrency, memory per GPU) and its estimated GPU-hours beside the paper's grid; "
         "start nothing",
     )

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from search import tracking
-from search.results import Trial, load_config, load_trials
+from search.results import ResultsError, Trial, load_config, load_trials
 from search.space import SearchSpace
 from trainers import keys
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
@@ -73,7 +73,8 @@ class RetrievalOutcome:
     failed: list[str] = field(default_factory=list)
     """Labels of the evaluations that raised (their runs are FAILED; ``--resume`` repeats them)."""
     missing: list[str] = field(default_factory=list)
-    """Labels of checkpoints trials used that the cache no longer holds (not evaluated)."""
+    """Labels of checkpoints trials asked for that the cache does not hold (their trials failed before
+    publishing, or the cache lost them): not evaluated."""
     scores: dict[str, float] = field(default_factory=dict)
     """Label -> ``zero_shot_avg`` of every completed evaluation, the base first."""
 
@@ -87,7 +88,7 @@ class RetrievalOutcome:
             gain = "" if base is None or label == BASE_LABEL else f" ({score - base:+.2f} over the base)"
             lines.append(f"  {label}: {keys.ZERO_SHOT_AVG}={score:.2f}{gain}")
         lines += [f"  FAILED: {label} (xstilts search --resume repeats it)" for label in self.failed]
-        lines += [f"  not evaluated, gone from the cache: {label}" for label in self.missing]
+        lines += [f"  not evaluated, no published checkpoint: {label}" for label in self.missing]
         return lines
 
 
@@ -122,19 +123,22 @@ def _searched_intermediate(trial: Trial) -> dict[str, str]:
 def used_checkpoints(
     client: Any, experiment: str, search: str, cache_root: str | None
 ) -> tuple[list[Checkpoint], list[str]]:
-    """The distinct intermediate checkpoints the search's trials used, and the labels of those gone.
+    """The distinct intermediate checkpoints the search's trials used, and the labels of those not published.
 
     ``cache_root`` None (a replay): every checkpoint counts, published or not; nothing is looked up.
     """
-    groups: dict[tuple[tuple[str, str], ...], Trial] = {}
+    groups: dict[tuple[tuple[str, str], ...], list[Trial]] = {}
     for trial in sorted(load_trials(client, experiment, search), key=lambda t: (t.start_time, t.run_id)):
         if trial.params:  # a run the driver lost before it logged anything describes nothing
-            groups.setdefault(tuple(sorted(_searched_intermediate(trial).items())), trial)
+            groups.setdefault(tuple(sorted(_searched_intermediate(trial).items())), []).append(trial)
     cache = CheckpointCache(cache_root) if cache_root is not None else None
     found: dict[str, Checkpoint] = {}
     missing: list[str] = []
-    for searched, trial in groups.items():
-        config = load_config(client, trial)
+    for searched, trials in groups.items():
+        config = _first_config(client, trials)
+        if config is None:
+            missing.append(f"{_label(dict(searched))} (no trial's config.yaml could be read)")
+            continue
         if config.intermediate is None:
             continue
         key = intermediate_key(config)
@@ -147,6 +151,16 @@ def used_checkpoints(
             continue
         found[key] = Checkpoint(key, label, dict(searched), config, None if path is None else str(path))
     return sorted(found.values(), key=lambda c: c.label), missing
+
+
+def _first_config(client: Any, trials: list[Trial]) -> TransferConfig | None:
+    """The resolved config of the first of ``trials`` whose ``config.yaml`` artifact reads."""
+    for trial in trials:
+        try:
+            return load_config(client, trial)
+        except ResultsError:  # an upload lost with its trial: any other trial of the group will do
+            continue
+    return None
 
 
 def evaluation_config(space: SearchSpace, target: str, checkpoint: Checkpoint) -> TransferConfig:
@@ -247,7 +261,7 @@ def evaluate_target(
 
     client = MlflowClient(tracking_uri=uri)
     outcome = RetrievalOutcome(search, target)
-    for checkpoint in checkpoints:
+    for done, checkpoint in enumerate(checkpoints):
         tags = _run_tags(search, target, checkpoint)
         run_id = tracking.find_run(uri, experiment, tags)
         described = False
@@ -280,6 +294,7 @@ def evaluate_target(
             resolved = config.to_dict()
             tracking.log_params(client, run_id, tracking.trial_params(resolved, checkpoint.searched))
             tracking.log_config(client, run_id, resolved)
+        print(f"{target}: evaluating on {checkpoint.label} ({done + 1} of {len(checkpoints)})", flush=True)
         try:
             metrics = evaluate(config, checkpoint)
         except KeyboardInterrupt:
