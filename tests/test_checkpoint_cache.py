@@ -499,3 +499,14 @@ def test_key_tracks_dev_as_train_of_its_own_tasks_only() -> None:
     trained_on_dev = intermediate_key(_config("data.dev_as_train={mnli: 500}"))
     assert trained_on_dev != key
     assert intermediate_key(_config("data.dev_as_train={mnli: 400}")) != trained_on_dev
+
+
+def test_key_tracks_the_features_version_of_its_tasks_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers.task_types import type_of
+    from trainers.tasks import get_task
+
+    tagged = _config("intermediate.tasks=[panx]")
+    key, other = intermediate_key(tagged), intermediate_key(_config())
+    monkeypatch.setattr(type(type_of(get_task("panx"))), "features_version", 3)
+    assert intermediate_key(tagged) != key  # a tagging checkpoint trained on other features is not reused
+    assert intermediate_key(_config()) == other  # mnli + squad_v1: their types' features did not change

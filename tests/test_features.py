@@ -109,6 +109,27 @@ def test_tagging_labels_only_first_subtoken(tokenizer: Any) -> None:
     assert first_pieces[0] == "Paris" and not first_pieces[1].startswith("##")
 
 
+def test_tagging_label_skips_a_bare_word_boundary_piece() -> None:
+    """SentencePiece vocabularies (XLM-R, mT5) start some words with a bare ``▁``: the tag goes past it."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0), ("\u2581the", -1.0)]
+    vocab += [("\u2581cat", -1.0), ("z", -3.0), ("q", -3.0)]
+    model = Tokenizer(models.Unigram(vocab, unk_id=2))
+    model.pre_tokenizer = pre_tokenizers.Metaspace()
+    model.decoder = decoders.Metaspace()
+    spm = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="<unk>", pad_token="<pad>")
+    words = ["zzq", "the", "cat"]
+    row = run("panx", [{"tokens": words, "tags": ["B-LOC", "I-LOC", "O"]}], spm)[0]
+    pieces = spm.convert_ids_to_tokens(row["input_ids"])
+    assert pieces == ["\u2581", "z", "z", "q", "\u2581the", "\u2581cat"]
+    labelled = [i for i, label in enumerate(row["labels"]) if label != -100]
+    assert labelled == [1, 4, 5]  # "z", not the bare "▁" before it
+    assert [row["labels"][i] for i in labelled] == [5, 6, 0] and [row["word_index"][i] for i in labelled] == [
+        0,
+        1,
+        2,
+    ]
+
+
 def test_tagging_truncation_and_passed_label_names(tokenizer: Any) -> None:
     rows = [{"tokens": ["cat"] * 100, "tags": ["N"] * 100}]
     row = run("ccg", rows, tokenizer, max_length=16, label_names=["S", "N"])[0]

@@ -89,6 +89,14 @@ def _miniature_version(task: str) -> str:
         return "unknown"
 
 
+def _features_version(task: str) -> int:
+    """The version of the features its task type builds (``TaskTypeBase.features_version``)."""
+    from trainers.task_types import type_of
+    from trainers.tasks import get_task
+
+    return type_of(get_task(task)).features_version
+
+
 def _encoder_version(name_or_path: str) -> str | None:
     """A version for built-in encoders, whose weights/tokenizer are built by code rather than downloaded."""
     if name_or_path == "tiny":
@@ -141,6 +149,9 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
     }
     if held_out:  # only when set, so that entries made before the field existed keep their keys
         data["dev_as_train"] = held_out
+    features = {task: _features_version(task) for task in inter.tasks}
+    if any(version > 1 for version in features.values()):  # only then: older entries keep their keys
+        data["features_versions"] = features
     if config.data.source == "miniature":
         # The files of the intermediate tasks only, each at its own version: adding or changing another
         # task's generator leaves this key as it is.

@@ -66,6 +66,7 @@ def featurize(
     key = stable_hash(
         {
             "version": FEATURES_VERSION,
+            "type_version": type_of(task).features_version,
             "tokenizer": _tokenizer_identity(tokenizer),
             "task": task.name,
             "type": str(task.type),

@@ -70,6 +70,9 @@ class TaskTypeBase(ABC):
     """Its features cannot be built without label names."""
     uses_doc_stride: bool = False
     """Its features depend on ``model.doc_stride`` (sliding windows)."""
+    features_version: int = 1
+    """Bump when this type's features change: cached features, and intermediate checkpoints trained on a
+    task of this type, are then rebuilt (other types' are kept)."""
     trainable: bool = True
     """It has a head, so it can be trained (intermediate or target phase)."""
     sentence_level: bool = False
