@@ -400,3 +400,16 @@ def test_relative_data_paths_in_base_read_from_the_directory_the_search_starts_i
     config = space.to_transfer_config({INTERMEDIATE_TASK: "none"}, "pawsx")
     assert config.data.data_dir == str(tmp_path / "download")
     assert config.data.cache_dir == "~/.cache/x"  # the home directory is each node's own: left as written
+
+
+def test_a_base_target_phase_applies_to_trained_targets_only(tmp_path: Path) -> None:
+    data = minimal()
+    data["targets"] = ["pawsx", "tatoeba"]
+    data["base"]["target"]["freeze_depth"] = 1
+    for param in ("target.freeze_depth", "target.learning_rate"):
+        del data["search"][param]
+    data["points_to_evaluate"] = [{INTERMEDIATE_TASK: "none"}]
+    space = load_space(write(tmp_path, data))
+    point = {INTERMEDIATE_TASK: "mnli", "intermediate.learning_rate": 5e-4}
+    assert space.to_transfer_config(point, "pawsx").target.freeze_depth == 1
+    assert space.to_transfer_config(point, "tatoeba").target.freeze_depth == 0  # no target phase to freeze

@@ -19,7 +19,7 @@ from search.space._params import (
     fail,
 )
 from trainers.config import TransferConfig
-from trainers.tasks import INTERMEDIATE_TASK_NAMES
+from trainers.tasks import INTERMEDIATE_TASK_NAMES, get_task
 
 if TYPE_CHECKING:  # optuna is only needed for the annotation; keep importing this module cheap
     import optuna
@@ -143,6 +143,9 @@ class SearchSpace:
             else:
                 set_dotted(data, key, value)
         data.setdefault("target", {})["task"] = target
+        if get_task(target).is_retrieval and "target.freeze_depth" not in params:
+            # The base's target phase is the trained targets'; a retrieval target has none to freeze.
+            data["target"].pop("freeze_depth", None)
         searched_tasks = INTERMEDIATE_TASK in searched
         if intermediate is None and searched_tasks and not (data.get("intermediate") or {}).get("tasks"):
             # A point that leaves the intermediate task to the sampler (e.g. the base config of a space
