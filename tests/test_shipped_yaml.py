@@ -19,6 +19,8 @@ SPACES = sorted(SPACES_DIR.glob("*.yaml"))
 """The shipped search spaces (``xstilts search --space NAME``)."""
 RUN_CONFIGS = sorted((SEARCH / "defaults").glob("**/*.yaml"))
 """The run configs embedded in the package (``xstilts run`` without ``--config``)."""
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+"""Run configs for ``xstilts run --config`` (examples/real-udpos.yaml)."""
 CLUSTER_CONFIGS = sorted(REPO.glob("cluster*.yaml"))
 """Ray cluster launcher configs: validated against Ray's schema in tests/test_cluster_config.py."""
 SHIPPED_DIRS = ("spaces", "search", "trainers", "benchmarks", "docs", "examples")
@@ -37,7 +39,7 @@ def test_the_globs_find_the_shipped_files() -> None:
 def test_every_shipped_yaml_is_validated_by_a_test() -> None:
     found = {path for folder in SHIPPED_DIRS for path in (REPO / folder).glob("**/*.y*ml")}
     found |= set(REPO.glob("*.y*ml"))
-    covered = set(SPACES) | set(RUN_CONFIGS) | set(CLUSTER_CONFIGS)
+    covered = set(SPACES) | set(RUN_CONFIGS) | set(EXAMPLES) | set(CLUSTER_CONFIGS)
     assert sorted(_relative(sorted(found - covered))) == []
 
 
@@ -55,7 +57,7 @@ def test_shipped_space_loads_and_points_build_configs(path: Path) -> None:
             assert isinstance(config, TransferConfig) and config.target.task == target
 
 
-@pytest.mark.parametrize("path", RUN_CONFIGS, ids=_relative(RUN_CONFIGS))
+@pytest.mark.parametrize("path", RUN_CONFIGS + EXAMPLES, ids=_relative(RUN_CONFIGS + EXAMPLES))
 def test_shipped_run_config_loads(path: Path) -> None:
     config = TransferConfig.from_yaml(path)
     assert TransferConfig.from_dict(config.to_dict()) == config  # resolved and complete
