@@ -413,3 +413,17 @@ def test_a_base_target_phase_applies_to_trained_targets_only(tmp_path: Path) -> 
     point = {INTERMEDIATE_TASK: "mnli", "intermediate.learning_rate": 5e-4}
     assert space.to_transfer_config(point, "pawsx").target.freeze_depth == 1
     assert space.to_transfer_config(point, "tatoeba").target.freeze_depth == 0  # no target phase to freeze
+
+
+def test_a_base_dev_split_applies_to_targets_that_have_one(tmp_path: Path) -> None:
+    data = minimal()
+    data["targets"] = ["pawsx", "tatoeba", "xquad"]
+    data["base"]["evaluation"] = {"split": "dev"}
+    del data["search"]["target.freeze_depth"], data["search"]["target.learning_rate"]
+    data["points_to_evaluate"] = [{INTERMEDIATE_TASK: "none"}]
+    space = load_space(write(tmp_path, data))
+    point = {INTERMEDIATE_TASK: "none"}
+    assert space.to_transfer_config(point, "pawsx").evaluation.split == "dev"
+    # XTREME strips the labels of test sets that have a dev set; Tatoeba's and XQuAD's are their only split.
+    assert space.to_transfer_config(point, "tatoeba").evaluation.split == "test"
+    assert space.to_transfer_config(point, "xquad").evaluation.split == "test"

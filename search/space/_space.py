@@ -143,9 +143,17 @@ class SearchSpace:
             else:
                 set_dotted(data, key, value)
         data.setdefault("target", {})["task"] = target
-        if get_task(target).is_retrieval and "target.freeze_depth" not in params:
+        task = get_task(target)
+        if task.is_retrieval and "target.freeze_depth" not in params:
             # The base's target phase is the trained targets'; a retrieval target has none to freeze.
             data["target"].pop("freeze_depth", None)
+        split = get_dotted(data, "evaluation.split")
+        has_dev = task.hub is None or "dev" in task.hub.splits
+        if split == "dev" and "evaluation.split" not in params and not has_dev:
+            # `dev` is for targets whose test labels a download strips; a target without a dev split
+            # (Tatoeba, XQuAD, TyDiQA-GoldP) has its test set labelled: it is scored there (its results
+            # name the split).
+            data["evaluation"].pop("split")
         searched_tasks = INTERMEDIATE_TASK in searched
         if intermediate is None and searched_tasks and not (data.get("intermediate") or {}).get("tasks"):
             # A point that leaves the intermediate task to the sampler (e.g. the base config of a space
