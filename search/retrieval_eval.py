@@ -18,16 +18,17 @@ target and ``xstilts.checkpoint`` (the key, or ``base``); it holds the worker's 
 (``zero_shot/<lang>``, ``zero_shot_avg``). ``--resume`` skips an evaluation whose run is completed and
 repeats one that is not, in the same run. An evaluation runs the trials' per-worker function
 (``trainers.worker.run_plan``) with the checkpoint given as the plan's ``reuse_dir``: a retrieval plan has no
-target phase, and with its encoder given it has no intermediate phase to train either. One worker runs as a
-Ray task (the worker's resources, like a trial's own actor); more as a Ray Train job, as a trial does.
-A replayed search (``--replay``) answers them from the recorded grid.
+target phase, and with its encoder given it has no intermediate phase to train either. Each is a Ray task that
+holds what a trial's own actor holds and runs the plan as a trial does: its one worker in the task itself
+(``scaling.worker_group: auto``), or a Ray Train job it waits on; as many at once as trials run, every result
+logged by the driver alone. A replayed search (``--replay``) answers them from the recorded grid.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,6 @@ from trainers import keys
 from trainers.checkpoint_cache import CheckpointCache, intermediate_key
 from trainers.config import TransferConfig
 from trainers.tasks import get_task
-
-Evaluate = Callable[[TransferConfig, "Checkpoint"], dict[str, Any]]
-"""Runs one evaluation and returns the worker's final metrics."""
 
 
 @dataclass(frozen=True)
@@ -176,14 +174,13 @@ def evaluation_config(space: SearchSpace, target: str, checkpoint: Checkpoint) -
     return dataclasses.replace(checkpoint.source, target=base.target, evaluation=base.evaluation)
 
 
-# -- running one evaluation ----------------------------------------------------------------------------
+# -- running evaluations --------------------------------------------------------------------------------
 
 
-def _run_one_worker(plan: dict[str, Any]) -> dict[str, Any]:
-    """A Ray task's body: the plan in this process, as a one-worker trial's actor runs it."""
-    from trainers.worker import Plan, run_local
-
-    return run_local(Plan.from_dict(plan))
+Job = tuple[TransferConfig, Checkpoint]
+"""One evaluation to run: its config and the encoder it reads."""
+Runner = Callable[[list[Job]], Iterator[tuple[int, "dict[str, Any] | Exception"]]]
+"""Runs evaluations and yields ``(index, final metrics or the error)`` for each as it ends, in any order."""
 
 
 def evaluation_plan(config: TransferConfig, checkpoint: Checkpoint, cache_root: str) -> Any:
@@ -195,41 +192,92 @@ def evaluation_plan(config: TransferConfig, checkpoint: Checkpoint, cache_root: 
     return Plan(config, cache_root, reuse_dir=checkpoint.path, launched_at=time.time())
 
 
-def ray_evaluate(cache_root: str, train_storage: str, search: str, retries: int) -> Evaluate:
-    """Evaluations on the cluster: one worker in a Ray task, more in a Ray Train job, through ``run_plan``."""
+def _run_evaluation(plan: dict[str, Any], name: str, train_storage: str, retries: int) -> dict[str, Any]:
+    """A Ray task's body, as a trial's actor runs its plan: one worker here, or a Ray Train job it waits on."""
+    from search.resources import runs_in_process
+    from trainers.worker import Plan, run_local
 
-    def evaluate(config: TransferConfig, checkpoint: Checkpoint) -> dict[str, Any]:
+    parsed = Plan.from_dict(plan)
+    if runs_in_process(parsed.config.scaling):
+        return run_local(parsed)
+    from search.launch import ray_address_pinned, trainer_for
+    from search.run import read_results
+
+    with ray_address_pinned():
+        result = trainer_for(parsed, name, train_storage, max_failures=retries).fit()
+    if result.error is not None:
+        raise result.error
+    return read_results(result.checkpoint)
+
+
+def sequential(evaluate: Callable[[TransferConfig, Checkpoint], dict[str, Any]]) -> Runner:
+    """A runner that calls ``evaluate`` on each job in turn, in this process."""
+
+    def run(jobs: list[Job]) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
+        for index, (config, checkpoint) in enumerate(jobs):
+            try:
+                yield index, evaluate(config, checkpoint)
+            except Exception as error:
+                yield index, error
+
+    return run
+
+
+def ray_runner(
+    cache_root: str,
+    train_storage: str,
+    search: str,
+    retries: int,
+    resources: dict[str, float],
+    concurrent: int,
+) -> Runner:
+    """Evaluations on the cluster, ``concurrent`` at a time, each a Ray task holding what a trial's actor holds
+    (``resources``): the worker's, when it runs the one worker itself; else a sliver beside its Train job."""
+
+    def run(jobs: list[Job]) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
         import ray
 
-        plan = evaluation_plan(config, checkpoint, cache_root)
-        scaling = config.scaling
-        if scaling.num_workers == 1:
-            task = ray.remote(_run_one_worker).options(
-                num_cpus=scaling.cpus_per_worker, num_gpus=1 if scaling.use_gpu else 0, max_retries=retries
-            )
-            metrics: Any = ray.get(task.remote(plan.to_dict()))
-            return dict(metrics)
-        from search.launch import ray_address_pinned, trainer_for
-        from search.run import read_results
+        custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
+        task = ray.remote(_run_evaluation).options(
+            num_cpus=resources.get("CPU", 0.0),
+            num_gpus=resources.get("GPU", 0.0),
+            resources=custom or None,
+            max_retries=retries,  # a lost node; a worker's exception is the evaluation's failure
+        )
+        waiting = list(enumerate(jobs))
+        running: dict[Any, int] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < max(1, concurrent):
+                    index, (config, checkpoint) = waiting.pop(0)
+                    try:
+                        plan = evaluation_plan(config, checkpoint, cache_root).to_dict()
+                    except ValueError as error:
+                        yield index, error
+                        continue
+                    name = f"{search}-retrieval-{config.target.task}-{checkpoint.key[:16]}"
+                    running[task.remote(plan, name, train_storage, retries)] = index
+                if not running:
+                    continue
+                (ready,), _ = ray.wait(list(running), num_returns=1)
+                index = running.pop(ready)
+                try:
+                    yield index, dict(ray.get(ready))
+                except ray.exceptions.RayError as error:
+                    cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else None
+                    yield index, cause if isinstance(cause, Exception) else error
+        finally:  # interrupted (Ctrl-C): the evaluations still running are stopped
+            for ref in running:
+                ray.cancel(ref, force=True)
 
-        name = f"{search}-retrieval-{config.target.task}-{checkpoint.key[:16]}"
-        with ray_address_pinned():
-            result = trainer_for(plan, name, train_storage, max_failures=retries).fit()
-        if result.error is not None:
-            raise result.error
-        return read_results(result.checkpoint)
-
-    return evaluate
+    return run
 
 
-def replay_evaluate(grid: str) -> Evaluate:
+def replay_runner(grid: str) -> Runner:
     """Evaluations answered from a recorded grid (``xstilts search --replay``)."""
     from search.replay import retrieval_metrics
 
-    def evaluate(config: TransferConfig, checkpoint: Checkpoint) -> dict[str, Any]:
-        return retrieval_metrics(grid, config)
-
-    return evaluate
+    return sequential(lambda config, checkpoint: retrieval_metrics(grid, config))
 
 
 # -- the runs --------------------------------------------------------------------------------------------
@@ -244,25 +292,31 @@ def _run_tags(search: str, target: str, checkpoint: Checkpoint) -> dict[str, str
     }
 
 
-def evaluate_target(
+@dataclass
+class _Pending:
+    """An evaluation whose run is open and that is still to run."""
+
+    outcome: RetrievalOutcome
+    checkpoint: Checkpoint
+    run_id: str
+    config: TransferConfig
+
+
+def _open_runs(
+    client: Any,
     uri: str,
     experiment: str,
     parent: str,
-    search: str,
     space: SearchSpace,
-    target: str,
+    outcome: RetrievalOutcome,
     checkpoints: list[Checkpoint],
     output_root: Path,
-    evaluate: Evaluate,
-) -> RetrievalOutcome:
-    """Evaluate ``target`` on each checkpoint whose run is not completed yet; log each to its child run."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    outcome = RetrievalOutcome(search, target)
-    for done, checkpoint in enumerate(checkpoints):
-        tags = _run_tags(search, target, checkpoint)
+) -> list[_Pending]:
+    """The evaluations of ``outcome.target`` still to run, their runs created or re-opened; completed ones counted."""
+    target = outcome.target
+    pending = []
+    for checkpoint in checkpoints:
+        tags = _run_tags(outcome.search, target, checkpoint)
         run_id = tracking.find_run(uri, experiment, tags)
         described = False
         if run_id is not None:
@@ -294,29 +348,34 @@ def evaluate_target(
             resolved = config.to_dict()
             tracking.log_params(client, run_id, tracking.trial_params(resolved, checkpoint.searched))
             tracking.log_config(client, run_id, resolved)
-        print(f"{target}: evaluating on {checkpoint.label} ({done + 1} of {len(checkpoints)})", flush=True)
-        try:
-            metrics = evaluate(config, checkpoint)
-        except KeyboardInterrupt:
-            client.set_terminated(run_id, status="KILLED")  # --resume evaluates it again, into this run
-            raise
-        except Exception as error:  # one encoder's failure leaves the others' evaluations to run
-            client.set_tag(run_id, keys.ERROR_TAG, f"{type(error).__name__}: {error}".splitlines()[0][:5000])
-            client.set_tag(run_id, keys.STATUS_TAG, keys.FAILED)
-            client.set_terminated(run_id, status="FAILED")
-            outcome.failed.append(checkpoint.label)
-            print(f"{target}: the evaluation on {checkpoint.label} failed: {error}", flush=True)
-            continue
-        stamp = int(time.time() * 1000)
-        values = [Metric(k, v, stamp, 0) for k, v in tracking.numeric_metrics(metrics).items()]
-        for start in range(0, len(values), 1000):
-            client.log_batch(run_id, metrics=values[start : start + 1000])
-        client.set_tag(run_id, keys.STATUS_TAG, keys.COMPLETED)
-        client.set_terminated(run_id, status="FINISHED")
-        outcome.evaluated += 1
-        if keys.ZERO_SHOT_AVG in metrics:
-            outcome.scores[checkpoint.label] = float(metrics[keys.ZERO_SHOT_AVG])
-    return outcome
+        pending.append(_Pending(outcome, checkpoint, run_id, config))
+    return pending
+
+
+def _log_result(client: Any, job: _Pending, result: dict[str, Any] | Exception) -> None:
+    """Close the evaluation's run: its metrics and COMPLETED, or FAILED with the error's first line."""
+    from mlflow.entities import Metric
+
+    outcome, label = job.outcome, job.checkpoint.label
+    if isinstance(result, Exception):
+        client.set_tag(
+            job.run_id, keys.ERROR_TAG, f"{type(result).__name__}: {result}".splitlines()[0][:5000]
+        )
+        client.set_tag(job.run_id, keys.STATUS_TAG, keys.FAILED)
+        client.set_terminated(job.run_id, status="FAILED")
+        outcome.failed.append(label)
+        print(f"{outcome.target}: the evaluation on {label} failed: {result}", flush=True)
+        return
+    stamp = int(time.time() * 1000)
+    values = [Metric(k, v, stamp, 0) for k, v in tracking.numeric_metrics(result).items()]
+    for start in range(0, len(values), 1000):
+        client.log_batch(job.run_id, metrics=values[start : start + 1000])
+    client.set_tag(job.run_id, keys.STATUS_TAG, keys.COMPLETED)
+    client.set_terminated(job.run_id, status="FINISHED")
+    outcome.evaluated += 1
+    if keys.ZERO_SHOT_AVG in result:
+        outcome.scores[label] = float(result[keys.ZERO_SHOT_AVG])
+        print(f"{outcome.target}: {label}: {keys.ZERO_SHOT_AVG}={result[keys.ZERO_SHOT_AVG]:.2f}", flush=True)
 
 
 def evaluate_retrieval_targets(
@@ -328,21 +387,63 @@ def evaluate_retrieval_targets(
     targets: list[str],
     cache_root: str | None,
     output_root: Path,
-    evaluate: Evaluate,
+    run: Runner,
 ) -> list[RetrievalOutcome]:
     """Evaluate every retrieval target of ``targets`` on the base and on each checkpoint the search used."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    used, missing = used_checkpoints(client, experiment, search, cache_root)
-    base = Checkpoint(keys.BASE_CHECKPOINT, BASE_LABEL)
-    outcomes = []
-    for target in targets:
-        outcome = evaluate_target(
-            uri, experiment, parent, search, space, target, [base, *used], output_root, evaluate
-        )
+    used, missing = used_checkpoints(MlflowClient(tracking_uri=uri), experiment, search, cache_root)
+    checkpoints = [Checkpoint(keys.BASE_CHECKPOINT, BASE_LABEL), *used]
+    outcomes = evaluate_checkpoints(
+        uri, experiment, parent, search, space, targets, checkpoints, output_root, run
+    )
+    for outcome in outcomes:
         outcome.missing = list(missing)
-        outcomes.append(outcome)
+    return outcomes
+
+
+def evaluate_checkpoints(
+    uri: str,
+    experiment: str,
+    parent: str,
+    search: str,
+    space: SearchSpace,
+    targets: list[str],
+    checkpoints: list[Checkpoint],
+    output_root: Path,
+    run: Runner,
+) -> list[RetrievalOutcome]:
+    """Evaluate each of ``targets`` on each of ``checkpoints``, one child run of ``parent`` each.
+
+    Evaluations whose run is completed are skipped (``--resume``); the others run through ``run`` (several at
+    once on a cluster), and each is logged as it ends, by this process alone.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    outcomes = [RetrievalOutcome(search, target) for target in targets]
+    pending = [
+        job
+        for outcome in outcomes
+        for job in _open_runs(client, uri, experiment, parent, space, outcome, checkpoints, output_root)
+    ]
+    for outcome in outcomes:
+        mine = [job.checkpoint.label for job in pending if job.outcome is outcome]
+        if mine:
+            print(f"{outcome.target}: evaluating on {len(mine)} encoders: {'; '.join(mine)}", flush=True)
+    ended: set[int] = set()
+    try:
+        for index, result in run([(job.config, job.checkpoint) for job in pending]):
+            _log_result(client, pending[index], result)
+            ended.add(index)
+    except KeyboardInterrupt:
+        for index, job in enumerate(pending):
+            if index not in ended:  # --resume evaluates them again, into these runs
+                client.set_terminated(job.run_id, status="KILLED")
+        raise
+    order = {c.label: i for i, c in enumerate(checkpoints)}
+    for outcome in outcomes:  # the base first, then in the checkpoints' order, whatever order they ended in
+        outcome.scores = dict(sorted(outcome.scores.items(), key=lambda kv: order.get(kv[0], len(order))))
     return outcomes
 
 
@@ -350,12 +451,14 @@ __all__ = [
     "BASE_LABEL",
     "Checkpoint",
     "RetrievalOutcome",
+    "Runner",
+    "evaluate_checkpoints",
     "evaluate_retrieval_targets",
-    "evaluate_target",
     "evaluation_config",
     "evaluation_plan",
     "is_retrieval",
-    "ray_evaluate",
-    "replay_evaluate",
+    "ray_runner",
+    "replay_runner",
+    "sequential",
     "used_checkpoints",
 ]

@@ -35,8 +35,8 @@ from search.retrieval_eval import (
     RetrievalOutcome,
     evaluate_retrieval_targets,
     is_retrieval,
-    ray_evaluate,
-    replay_evaluate,
+    ray_runner,
+    replay_runner,
 )
 from search.space import (
     INTERMEDIATE_TASK,
@@ -431,10 +431,18 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                 warm += [point for point in study.leaders if point not in warm]
         if retrieval:
             output_root = Path(layout.train_storage.replace("://", "/", 1)).parent / "retrieval"
+            # As many at once as trials, each holding what a trial's own actor holds.
             evaluate = (
-                ray_evaluate(cache_root, layout.train_storage, name, TRIAL_RETRIES)
+                ray_runner(
+                    cache_root,
+                    layout.train_storage,
+                    name,
+                    TRIAL_RETRIES,
+                    trial_actor_resources(space, reach.total),
+                    concurrent_trials(space, reach.total, options.max_concurrent_trials),
+                )
                 if options.replay is None
-                else replay_evaluate(str(Path(options.replay).resolve()))
+                else replay_runner(str(Path(options.replay).resolve()))
             )
             try:
                 outcomes += evaluate_retrieval_targets(

@@ -164,7 +164,7 @@ def test_an_evaluation_runs_the_worker_with_the_checkpoint_and_trains_nothing(
     """The trials' per-worker function, given a published checkpoint: no intermediate phase, the cache untouched."""
     import shutil
 
-    from search.retrieval_eval import Checkpoint, _run_one_worker, evaluation_plan
+    from search.retrieval_eval import Checkpoint, _run_evaluation, evaluation_plan
     from trainers import intermediate
     from trainers.checkpoint_cache import CheckpointCache, intermediate_key
     from trainers.encoders import resolve_encoder
@@ -184,7 +184,7 @@ def test_an_evaluation_runs_the_worker_with_the_checkpoint_and_trains_nothing(
 
     monkeypatch.setattr(intermediate, "run", trains)
     plan = evaluation_plan(config, Checkpoint(key, "ccg", source=config, path=str(path)), str(cache.root))
-    metrics = _run_one_worker(plan.to_dict())  # the Ray task's body, here in-process
+    metrics = _run_evaluation(plan.to_dict(), "unused", str(tmp_path), 0)  # the Ray task's body, here
     assert metrics[keys.INTERMEDIATE_REUSED] == 1.0 and metrics[keys.FINISHED] == 1.0
     assert keys.TIME_PHASE_S.format(phase="intermediate") not in metrics
     assert {keys.ZERO_SHOT_LANG.format(lang=lang) for lang in ("de", "ru")} <= set(metrics)
@@ -196,10 +196,12 @@ def test_an_evaluation_runs_the_worker_with_the_checkpoint_and_trains_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_group", ["auto", "always"])
 def test_a_real_search_evaluates_tatoeba_on_ray_without_training_for_it(
-    tmp_path: Path, cache_dir: Path
+    tmp_path: Path, cache_dir: Path, worker_group: str
 ) -> None:
-    """The tiny encoder, trials and evaluations on Ray: one ccg checkpoint trained by a udpos trial, reused by Tatoeba."""
+    """The tiny encoder, trials and evaluations on Ray: one ccg checkpoint trained by a udpos trial, reused by
+    Tatoeba; an evaluation runs its one worker in its Ray task (``auto``) or as a Ray Train job (``always``)."""
     import subprocess
 
     from studies import driver_env, search_command, tiny_study
@@ -212,6 +214,7 @@ def test_a_real_search_evaluates_tatoeba_on_ray_without_training_for_it(
         target={"max_steps": 4, "eval_every": 4},
         scheduler={"type": "fifo"},
         languages=["de", "ru"],
+        worker_group=worker_group,
     )
     space = yaml.safe_load(space_path.read_text())
     space["targets"] = ["udpos", "tatoeba"]
@@ -319,7 +322,7 @@ def test_a_search_of_retrieval_targets_alone_evaluates_the_base(tmp_path: Path) 
 def test_a_failed_evaluation_is_logged_and_resume_repeats_only_it(tmp_path: Path) -> None:
     """One encoder's failure leaves the others to run; the next run evaluates it again, into the same run."""
     from search import tracking
-    from search.retrieval_eval import BASE_LABEL, Checkpoint, evaluate_target
+    from search.retrieval_eval import BASE_LABEL, Checkpoint, evaluate_checkpoints, sequential
     from search.space import space_from_dict
 
     space = space_from_dict(_space())
@@ -341,9 +344,18 @@ def test_a_failed_evaluation_is_logged_and_resume_repeats_only_it(tmp_path: Path
         return run
 
     def target(fail: bool) -> Any:
-        return evaluate_target(
-            uri, experiment, parent, "f", space, "tatoeba", checkpoints, tmp_path / "out", evaluate(fail)
+        (outcome,) = evaluate_checkpoints(
+            uri,
+            experiment,
+            parent,
+            "f",
+            space,
+            ["tatoeba"],
+            checkpoints,
+            tmp_path / "out",
+            sequential(evaluate(fail)),
         )
+        return outcome
 
     first = target(fail=True)
     assert (first.evaluated, first.failed, first.scores) == (1, ["ccg"], {BASE_LABEL: 51.0})
