@@ -3,7 +3,9 @@
 Each target is its own Tune experiment ``<storage>/<search>/<target>`` and its own Optuna study
 (kept in an SQLite RDB next to it), because the best intermediate task differs per target and the
 scores of different targets are not comparable. All targets share the intermediate-checkpoint
-cache, so an intermediate task trained for one target is reused by the others.
+cache, so an intermediate task trained for one target is reused by the others. Retrieval targets (BUCC,
+Tatoeba) get no study: after the studies they are evaluated on the base encoder and on every intermediate
+checkpoint the trials used (``search/retrieval_eval.py``).
 """
 
 from __future__ import annotations
