@@ -91,3 +91,17 @@ def test_zero3_in_process(tiny_config: Any, tmp_path: Path) -> None:
     encoder = AutoModel.from_pretrained(entry)
     assert all(p.numel() > 0 for p in encoder.parameters())
     assert encoder.embeddings.word_embeddings.weight.shape[1] == 64
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(0.5, 1), (0.95, 1), (1.9, 2), (4.0, 4)])
+def test_a_ray_worker_computes_on_the_cpus_it_reserved(cpus: float, threads: int) -> None:
+    import torch
+
+    from trainers.worker import use_reserved_cpus
+
+    before = torch.get_num_threads()
+    try:
+        assert use_reserved_cpus(cpus) == threads
+        assert torch.get_num_threads() == threads  # Ray's OMP_NUM_THREADS, floor(1.9) = 1, no longer binds
+    finally:
+        torch.set_num_threads(before)

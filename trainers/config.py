@@ -300,7 +300,7 @@ class ScalingConfig:
     use_gpu: bool = False
     """One GPU per worker."""
     cpus_per_worker: float = 1.0
-    """CPUs reserved per worker."""
+    """CPUs reserved per worker; a Ray worker computes with that many torch threads (rounded, at least 1)."""
     timeout_s: float = 1800.0
     """Bound on every wait between workers (process-group rendezvous, collectives) and on a DeepSpeed op build lock."""
     worker_group: Literal["auto", "always"] = "auto"

@@ -209,14 +209,29 @@ def _final_checkpoint(runtime: Runtime, plan: Plan, metrics: dict[str, Any]) -> 
     return directory
 
 
+def use_reserved_cpus(cpus_per_worker: float) -> int:
+    """Give torch as many threads as the worker reserved CPUs (rounded; at least 1); returns the count.
+
+    Ray sets a worker's ``OMP_NUM_THREADS`` to the floor of its CPUs, so a worker that reserves 1.9 of a
+    2-core machine (the trial's driver needs a sliver) computed on one core and left the other idle.
+    """
+    import torch
+
+    threads = max(1, round(cpus_per_worker))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def train_loop_per_worker(plan: dict[str, Any]) -> None:
     """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=plan.to_dict())``)."""
     parsed = Plan.from_dict(plan)
+    use_reserved_cpus(parsed.config.scaling.cpus_per_worker)
     run_plan(RayTrainRuntime(use_gpu=parsed.config.scaling.use_gpu), parsed)
 
 
 def run_in_trial(plan: Plan) -> dict[str, Any]:
     """Run a one-worker ``plan`` in this Ray Tune trial's own process (``scaling.worker_group: auto``)."""
+    use_reserved_cpus(plan.config.scaling.cpus_per_worker)
     return run_plan(TuneRuntime(use_gpu=plan.config.scaling.use_gpu), plan)
 
 
