@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import datasets
 import pytest
+from datasets.exceptions import DataFilesNotFoundError, DatasetNotFoundError
 
 from trainers.config import DataConfig
 from trainers.data import (
@@ -20,7 +23,7 @@ from trainers.data import (
     resolve_english_dev,
     resolve_train_task,
 )
-from trainers.tasks import CANONICAL_COLUMNS, get_task
+from trainers.tasks import CANONICAL_COLUMNS, HubSource, TaskSpecError, get_task
 from trainers.tasks.xtreme import NER_TAGS, NLI_LABELS, UPOS_TAGS
 
 REAL_LOAD_DATASET = datasets.load_dataset
@@ -35,13 +38,20 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+HubKey = tuple[str, str | None, str | None, tuple[tuple[str, str], ...]]
+"""A fake hub's files: dataset id, config, revision, data_files."""
+
+
 class FakeHub:
-    """Stands in for ``datasets.load_dataset``: serves jsonl files with the hub's exact features."""
+    """Stands in for ``datasets.load_dataset``: serves jsonl files with the hub's exact features, each only
+    when asked for by its dataset id, config, revision and data_files (as the hub serves a revision's files)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.files: dict[tuple[str, str | None], tuple[Path, datasets.Features | None]] = {}
+        self.files: dict[HubKey, tuple[Path, datasets.Features | None]] = {}
         self.calls: list[tuple[str, str | None, str]] = []
+        self.options: list[dict[str, Any]] = []
+        """Each call's keyword arguments beyond the split."""
 
     def add(
         self,
@@ -49,15 +59,27 @@ class FakeHub:
         config: str | None,
         rows: list[dict[str, Any]],
         features: dict[str, Any] | None = None,
+        *,
+        revision: str | None = None,
+        data_files: dict[str, str] | None = None,
     ) -> None:
-        file = write_jsonl(self.root / "hub" / path / f"{config}.jsonl", rows)
-        self.files[(path, config)] = (file, datasets.Features(features) if features else None)
+        key: HubKey = (path, config, revision, tuple(sorted((data_files or {}).items())))
+        file = write_jsonl(self.root / "hub" / path / f"{len(self.files)}-{config}.jsonl", rows)
+        self.files[key] = (file, datasets.Features(features) if features else None)
 
     def __call__(self, path: str, name: str | None = None, *, split: str, **kwargs: Any) -> datasets.Dataset:
         if path == "json":  # the local branch still reads real files
             return REAL_LOAD_DATASET(path, name, split=split, **kwargs)
         self.calls.append((path, name, split))
-        file, features = self.files[(path, name)]
+        self.options.append(kwargs)
+        assert set(kwargs) <= {"revision", "data_files"}, kwargs
+        key: HubKey = (
+            path,
+            name,
+            kwargs.get("revision"),
+            tuple(sorted(kwargs.get("data_files", {}).items())),
+        )
+        file, features = self.files[key]
         return REAL_LOAD_DATASET(
             "json", data_files=str(file), split="train", features=features, cache_dir=str(self.root / "hf")
         )
@@ -224,12 +246,83 @@ def test_local_cosmosqa_gathers_answer_columns(local: DataConfig) -> None:
     assert dataset[0] == {"context": "ctx", "question": "q?", "choices": ["a0", "a1", "a2", "a3"], "label": 1}
 
 
+# Repos whose main holds only a loading script, read at the hub's parquet conversion of it: each row as the
+# converter wrote it (the script's features), the canonical row it becomes, and where the converter's branch
+# holds a split's files when the registry names them ({split}: the hub's split name).
+CONVERTED: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str | None]] = [
+    (
+        "copa",  # aps/super_glue: every SuperGLUE config's files on one branch
+        {"premise": "The glass fell.", "choice1": "It broke.", "choice2": "It sang.", "question": "effect"}
+        | {"idx": 3, "label": 0},
+        {"premise": Value("string"), "choice1": Value("string"), "choice2": Value("string")}
+        | {"question": Value("string"), "idx": Value("int32")}
+        | {"label": datasets.ClassLabel(names=["choice1", "choice2"])},
+        {
+            "context": "The glass fell.",
+            "question": "effect",
+            "choices": ["It broke.", "It sang."],
+            "label": 0,
+        },
+        "copa/{split}/*.parquet",
+    ),
+    (
+        "siqa",  # allenai/social_i_qa: labels are the strings "1"-"3"
+        {"context": "Jan lent Sam a pen.", "question": "Why?", "answerA": "a", "answerB": "b", "answerC": "c"}
+        | {"label": "3"},
+        {name: Value("string") for name in ("context", "question", "answerA", "answerB", "answerC", "label")},
+        {"context": "Jan lent Sam a pen.", "question": "Why?", "choices": ["a", "b", "c"], "label": 2},
+        None,
+    ),
+    (
+        "cosmosqa",  # allenai/cosmos_qa: four answer columns, an int32 label
+        {"id": "x", "context": "ctx", "question": "q?", "label": 1}
+        | {f"answer{i}": f"a{i}" for i in range(4)},
+        {name: Value("string") for name in ("id", "context", "question", "answer0", "answer1", "answer2")}
+        | {"answer3": Value("string"), "label": Value("int32")},
+        {"context": "ctx", "question": "q?", "choices": ["a0", "a1", "a2", "a3"], "label": 1},
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "row", "features", "canonical", "files"), CONVERTED, ids=[c[0] for c in CONVERTED]
+)
+def test_hub_script_only_repo_reads_its_parquet_conversion(
+    hub: FakeHub,
+    hub_config: DataConfig,
+    task: str,
+    row: dict[str, Any],
+    features: dict[str, Any],
+    canonical: dict[str, Any],
+    files: str | None,
+) -> None:
+    spec = get_task(task)
+    assert spec.hub is not None and spec.hub.revision is not None and not spec.hub.script_only
+    for split, hub_split in (("train", "train"), ("dev", "validation")):
+        data_files = {hub_split: files.format(split=hub_split)} if files else None
+        # The fake serves these rows only to a call at the revision with these files.
+        hub.add(spec.hub.path, None, [row], features, revision=spec.hub.revision, data_files=data_files)
+        dataset = load_split(spec, split, "en", hub_config)
+        assert_canonical(dataset, task)
+        assert dataset.to_list() == [canonical]
+    # The revision reaches every call, with one split's files each (datasets prepares no other split).
+    assert [call[2] for call in hub.calls] == ["train", "validation"]
+    assert hub.options == [
+        {"revision": spec.hub.revision} | ({"data_files": {s: files.format(split=s)}} if files else {})
+        for s in ("train", "validation")
+    ]
+
+
 def test_script_only_hub_dataset_is_one_data_error_before_any_download(
     hub: FakeHub, hub_config: DataConfig
 ) -> None:
-    # allenai/cosmos_qa is a loading script, which datasets 5 refuses.
+    # A repo whose main holds only a loading script (which datasets 5 refuses) and no known conversion.
+    cosmos = get_task("cosmosqa")
+    assert cosmos.hub is not None
+    script = dataclasses.replace(cosmos.hub, revision=None, script_only=True, verified="script only: x.py")
     with pytest.raises(DataError, match=r"^cosmosqa: allenai/cosmos_qa is a script-based hub dataset"):
-        load_split(get_task("cosmosqa"), "train", "en", hub_config)
+        load_split(dataclasses.replace(cosmos, hub=script), "train", "en", hub_config)
     assert hub.calls == []
 
 
@@ -255,6 +348,22 @@ def test_hub_refusals_become_one_line_data_errors(
     )
     with pytest.raises(DataError, match=r"udpos: google/xtreme \(udpos.German\) has no split 'validation'"):
         load_split(get_task("udpos"), "dev", "de", hub_config)
+    # A pinned revision the hub no longer has, or files that are not at it: one line naming the revision.
+    siqa = get_task("siqa")
+    assert siqa.hub is not None and siqa.hub.revision is not None
+    gone = f"Revision '{siqa.hub.revision}' doesn't exist for dataset 'allenai/social_i_qa' on the Hub."
+    monkeypatch.setattr(datasets, "load_dataset", refuse(gone, DatasetNotFoundError))
+    with pytest.raises(DataError) as error:
+        load_split(siqa, "train", "en", hub_config)
+    assert str(error.value) == f"siqa: allenai/social_i_qa@{siqa.hub.revision}: {gone}"
+    missing = "Unable to find 'hf://datasets/aps/super_glue@5ac8656/copa/validation/*.parquet'\nmore"
+    monkeypatch.setattr(datasets, "load_dataset", refuse(missing, DataFilesNotFoundError))
+    with pytest.raises(DataError, match=r"^copa: aps/super_glue@[0-9a-f]{40}: Unable to find '\S+'$"):
+        load_split(get_task("copa"), "dev", "en", hub_config)
+    # Without a revision or files of its own, a missing dataset is not rewritten (preflight names it).
+    monkeypatch.setattr(datasets, "load_dataset", refuse("Dataset 'x' doesn't exist", DatasetNotFoundError))
+    with pytest.raises(DatasetNotFoundError):
+        load_split(get_task("mnli"), "dev", "en", hub_config)
 
 
 def test_hub_languages_without_a_dev_split_fail_before_any_download(
@@ -275,6 +384,21 @@ def test_every_hub_entry_says_how_its_id_was_verified() -> None:
         if task.hub is not None:
             assert task.hub.verified, f"{task.name} ({task.hub.path}) has no verification note"
             assert task.hub.script_only == task.hub.verified.startswith("script only"), task.name
+            if task.hub.revision is not None:
+                # Pinned to the commit whose files were seen (a branch moves; the converter's is rewritten
+                # when main changes), and the note names that commit.
+                assert re.fullmatch(r"[0-9a-f]{40}", task.hub.revision), task.name
+                assert task.hub.revision[:7] in task.hub.verified, task.name
+
+
+def test_hub_data_files_name_the_files_of_every_split_read() -> None:
+    with pytest.raises(
+        TaskSpecError, match=r"^hub source a/b: data_files names no files for split\(s\) validation$"
+    ):
+        HubSource("a/b", None, {"train": "train", "dev": "validation"}, data_files={"train": "t/*.parquet"})
+    source = HubSource("a/b", None, {"train": "train[10:]", "dev": "train[:10]"}, data_files={"train": "t/*"})
+    assert source.files_of("train[:10]") == {"train": "t/*"}
+    assert HubSource("a/b", None, {"train": "train"}).files_of("train") == {}
 
 
 def test_hub_commonsenseqa_nested_choices_and_letter_key(hub: FakeHub, hub_config: DataConfig) -> None:

@@ -57,8 +57,10 @@ def test_xcopa_trains_on_copa_and_translate_train_mixes_every_language() -> None
     assert (xcopa.train_task, xcopa.english_dev_task, xcopa.metric) == ("copa", "copa", "accuracy")
     for name in ("copa", "siqa"):
         assert get_task(name).role == "intermediate" and get_task(name).type is xcopa.type
-    # The hub holds these two only as loading scripts: local files or an XTREME download instead.
-    assert get_task("copa").hub.script_only and get_task("siqa").hub.script_only  # type: ignore[union-attr]
+    # Their hub repos hold loading scripts on main: both read the hub's parquet conversion instead.
+    for name in ("copa", "siqa"):
+        hub = get_task(name).hub
+        assert hub is not None and hub.revision is not None and not hub.script_only
     for tt, source in (("xnli_tt", "xnli"), ("pawsx_tt", "pawsx")):
         task, original = get_task(tt), get_task(source)
         assert task.role == "intermediate" and task.train_languages == original.languages
@@ -197,10 +199,11 @@ def test_translate_train_features_mix_the_miniature_languages(
         ("intermediate.tasks=[siqa]", "siqa (allenai/social_i_qa)"),
     ],
 )
-def test_xcopa_from_the_hub_is_one_line_naming_the_script_only_dataset(
+def test_xcopa_from_the_hub_offline_is_one_line_naming_the_uncached_dataset(
     tmp_path: Path, intermediate: str, named: str
 ) -> None:
-    # COPA (XCOPA's English train set) and SIQA are loading scripts on the hub: refused before any compute.
+    # COPA (XCOPA's English train set) and SIQA read parquet from the hub like any other task: offline with
+    # an empty cache, the first one the run reads is named before any compute.
     overrides = [
         "target.task=xcopa",
         "data.source=hub",
@@ -208,17 +211,19 @@ def test_xcopa_from_the_hub_is_one_line_naming_the_script_only_dataset(
         f"data.cache_dir={tmp_path / 'cache'}",
         f"output_dir={tmp_path / 'out'}",
     ]
+    cache_variables = ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HUGGINGFACE_HUB_CACHE")
+    env = {k: v for k, v in os.environ.items() if k not in cache_variables}
     result = subprocess.run(
         [sys.executable, "-m", "search.cli", "run", *(arg for o in overrides for arg in ("--set", o))],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")},
     )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("xstilts: error:")]
     assert errors == [
-        f"xstilts: error: data.source=hub: {named} is a script-based hub dataset, which datasets 5 no "
-        "longer loads; use data.source=local with its files"
+        f"xstilts: error: data.source=hub: {named} is not in the local datasets cache, and the hub is off "
+        "(HF_HUB_OFFLINE)"
     ]
     assert not (tmp_path / "out").exists()  # nothing ran

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from datasets.exceptions import DataFilesNotFoundError, DatasetNotFoundError
 
 from trainers.config import DataConfig, stable_hash
 from trainers.errors import DataError
 from trainers.task_types import TASK_TYPES, type_of
-from trainers.tasks import SPLITS, TaskSpec, TaskType, get_task
+from trainers.tasks import SPLITS, HubSource, TaskSpec, TaskType, get_task
 
 CANONICAL_FEATURES: dict[TaskType, datasets.Features] = {
     task_type: module.canonical_features for task_type, module in TASK_TYPES.items()
@@ -205,10 +206,10 @@ def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
         raise DataError(
             f"{task.name}: no split {split!r} for {language!r} on the hub ({hub.config_for(language)})"
         )
-    dataset = _hub_dataset(task, hub.path, hub.config_for(language), hub.splits[split])
+    dataset = _hub_dataset(task, hub, hub.config_for(language), hub.splits[split])
     if not isinstance(dataset, datasets.Dataset):
         raise DataError(f"{task.name}: {hub.path} split {hub.splits[split]!r} is not a single dataset")
-    where = f"hub dataset {hub.path} ({hub.config_for(language)})"
+    where = f"hub dataset {_hub_name(hub)} ({hub.config_for(language)})"
     _check_columns(task, dict(dataset.features), where)
     if hub.id_prefix:
         if "id" not in dataset.column_names:
@@ -223,21 +224,38 @@ def _load_hub(task: TaskSpec, split: str, language: str) -> datasets.Dataset:
     return dataset
 
 
-def _hub_dataset(task: TaskSpec, path: str, config: str | None, split: str) -> Any:
-    """``datasets.load_dataset``, with the hub's refusals as one-line DataErrors instead of tracebacks."""
+def _hub_name(hub: HubSource) -> str:
+    """The hub id, with the revision read where it is not ``main``."""
+    return f"{hub.path}@{hub.revision}" if hub.revision else hub.path
+
+
+def _hub_dataset(task: TaskSpec, hub: HubSource, config: str | None, split: str) -> Any:
+    """``datasets.load_dataset`` at the source's revision and files, with the hub's refusals as one-line
+    DataErrors instead of tracebacks."""
+    options: dict[str, Any] = {}
+    if hub.revision:
+        options["revision"] = hub.revision
+    if hub.data_files:
+        options["data_files"] = hub.files_of(split)
     try:
-        return datasets.load_dataset(path, config, split=split)
+        return datasets.load_dataset(hub.path, config, split=split, **options)
     except RuntimeError as error:
         if "scripts are no longer supported" not in str(error):
             raise
         raise DataError(
-            f"{task.name}: {path} is a script-based hub dataset, which datasets {datasets.__version__} "
-            "no longer loads; use data.source=local with its files"
+            f"{task.name}: {_hub_name(hub)} is a script-based hub dataset, which datasets "
+            f"{datasets.__version__} no longer loads; use data.source=local with its files"
         ) from None
     except ValueError as error:
         if "Unknown split" not in str(error):
             raise
-        raise DataError(f"{task.name}: {path} ({config}) has no split {split!r}") from None
+        raise DataError(f"{task.name}: {_hub_name(hub)} ({config}) has no split {split!r}") from None
+    except (DatasetNotFoundError, DataFilesNotFoundError) as error:
+        if not options:
+            raise
+        # A pinned revision the hub no longer has, or files that are not at it.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{task.name}: {_hub_name(hub)}: {reason}") from None
 
 
 # -- column mapping ------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ class TaskSpecError(UserError, ValueError):
     """A task entry whose fields contradict one another (one line)."""
 
 
+def _split_name(expression: str) -> str:
+    """The split that a hub split expression reads: ``train`` for ``train[2000:52000]``."""
+    return expression.partition("[")[0]
+
+
 @dataclass(frozen=True)
 class HubSource:
     """Where a task's real data lives on the Hugging Face hub."""
@@ -48,10 +53,33 @@ class HubSource:
     """Language -> prefix of the ``id`` column, for hub datasets that mix languages in one config."""
     missing_splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Language -> our splits its hub config lacks (UD Kazakh has no dev split, Thai only a test split)."""
+    revision: str | None = None
+    """Git revision to read instead of ``main`` (a commit, a branch or ``refs/pr/N``): where ``main`` holds
+    only a loading script, the hub's own parquet conversion of it (a commit of ``refs/convert/parquet``)."""
+    data_files: dict[str, str] = field(default_factory=dict)
+    """The hub's split name -> file pattern at ``revision``, for revisions whose files ``datasets`` cannot
+    sort into splits by itself (the converter's branch of a multi-config repo holds every config's
+    ``<config>/<split>/*.parquet``): e.g. ``{"train": "copa/train/*.parquet"}``."""
     verified: str = ""
     """How the hub id was checked to load with ``datasets`` 5 (parquet files, no loading script)."""
     script_only: bool = False
     """The hub repo holds only a loading script, which ``datasets`` 5 refuses: use local files."""
+
+    def __post_init__(self) -> None:
+        if self.data_files:
+            unnamed = sorted({_split_name(expr) for expr in self.splits.values()} - set(self.data_files))
+            if unnamed:
+                raise TaskSpecError(
+                    f"hub source {self.path}: data_files names no files for split(s) {', '.join(unnamed)}"
+                )
+
+    def files_of(self, expression: str) -> dict[str, str]:
+        """``data_files`` for the split that the hub split ``expression`` reads (empty without ``data_files``):
+        only that split's files, so that ``datasets`` prepares no other split."""
+        if not self.data_files:
+            return {}
+        name = _split_name(expression)
+        return {name: self.data_files[name]}
 
     def config_for(self, language: str) -> str | None:
         """The hub config name holding ``language``."""

@@ -105,8 +105,12 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
             "allenai/cosmos_qa",
             None,
             {"train": "train", "dev": "validation"},
-            verified="script only: the repo lists cosmos_qa.py and no data files; no parquet mirror found",
-            script_only=True,
+            # main (28d9d5e) holds only cosmos_qa.py; the hub's parquet conversion of its output:
+            revision="ed50fe83db62b355759053b1cd5eef344ee371e0",
+            verified="parquet: refs/convert/parquet commit ed50fe8 (main, 28d9d5e, holds only cosmos_qa.py); "
+            "default/train/0000.parquet read at that commit by two public projects' code (columns id, context, "
+            "question, answer0-answer3, label); default/validation/0000.parquet is the converter's layout, "
+            "not seen; datasets sorts default/<split>/ into splits itself",
         ),
         columns={
             "context": "context",
@@ -136,11 +140,14 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
         type=TaskType.MULTIPLE_CHOICE,
         hub=HubSource(
             "aps/super_glue",
-            "copa",
+            None,  # the converter's branch has no configs: data_files picks COPA's among every config's files
             {"train": "train", "dev": "validation"},
-            verified="script only: super_glue.py on main; parquet only on the converter's refs/convert/parquet "
-            "branch (copa/{train,validation,test}/0000.parquet, commit 5ac8656), which datasets does not read",
-            script_only=True,
+            # main holds only super_glue.py; the hub's parquet conversion of its output:
+            revision="5ac86567c6f13c971ded1667d04e2bb857e0bc6f",
+            data_files={"train": "copa/train/*.parquet", "validation": "copa/validation/*.parquet"},
+            verified="parquet: refs/convert/parquet commit 5ac8656 (main holds only super_glue.py), whose hub "
+            "commit page renames copa/super_glue-{train,validation,test}.parquet to "
+            "copa/{train,validation,test}/0000.parquet; the branch holds every SuperGLUE config's files",
         ),
         columns=COPA_COLUMNS,
         label_names=("0", "1"),
@@ -155,9 +162,13 @@ INTERMEDIATE_TASKS: tuple[TaskSpec, ...] = (
             "allenai/social_i_qa",
             None,
             {"train": "train", "dev": "validation"},
-            verified="script only: social_i_qa.py on main; its parquet conversion is pull request #3 "
-            "(refs/pr/3, commits 6db3dce and 92033e8), not seen merged",
-            script_only=True,
+            # main (8835ceb) holds only social_i_qa.py; the hub's parquet conversion of its output:
+            revision="537a2ec8ec565adc0b70b70752893e59e024df26",
+            verified="parquet: refs/convert/parquet commit 537a2ec (main, 8835ceb, holds only social_i_qa.py); "
+            "default/train/0000.parquet (3,475,355 bytes) and default/validation/0000.parquet read at that "
+            "commit by public projects' code, one through load_dataset(revision=...) with datasets >= 3 "
+            "(columns context, question, answerA-answerC, label '1'-'3'); its parquet pull request #3 "
+            "(refs/pr/3) is not used: not seen merged",
         ),
         columns={
             "context": "context",
