@@ -20,6 +20,7 @@ import search.run
 from search.checks import TRACKING_SCHEMES
 from search.cli import main
 from trainers.data.miniature import ensure_miniature
+from trainers.tasks import get_task
 
 # (id, --set overrides, a fragment the error line must contain). "{bad_columns}" is the local data dir
 # whose PAWS-X English train file lacks the hub's ``sentence1`` column.
@@ -144,15 +145,32 @@ def test_bad_input_fails_in_one_line_before_compute(
 # -- the hub: a model or dataset it does not have, a hub that cannot be reached, offline mode --------------
 
 
+def _pinned_revision(task: str) -> str:
+    hub = get_task(task).hub
+    assert hub is not None and hub.revision is not None
+    return hub.revision
+
+
+SIQA_REVISION = _pinned_revision("siqa")
+"""The commit of allenai/social_i_qa's parquet conversion that siqa reads."""
+
+
 class _FakeHub(http.server.BaseHTTPRequestHandler):
     """The hub's repo-info API for the ids in ``known``; any other id answers 404 RepoNotFound, as the hub does."""
 
     known: frozenset[str] = frozenset()
+    gone_revisions: frozenset[str] = frozenset()
+    """Revisions of known ids the hub does not have (404 RevisionNotFound); it has every other one."""
 
     def do_GET(self) -> None:
         parts = self.path.split("?")[0].split("/")  # /api/{models,datasets}/<id>[/revision/...]
         repo_id = "/".join(parts[3:5]) if len(parts) > 4 and parts[4] != "revision" else parts[3]
-        if f"{parts[2]}/{repo_id}" in self.known:
+        revision = parts[parts.index("revision") + 1] if "revision" in parts[4:] else None
+        if f"{parts[2]}/{repo_id}" in self.known and revision in self.gone_revisions:
+            body = b'{"error": "Revision not found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RevisionNotFound")
+        elif f"{parts[2]}/{repo_id}" in self.known:
             body = json.dumps({"id": repo_id, "sha": "0" * 40}).encode()
             self.send_response(200)
         else:
@@ -170,10 +188,11 @@ class _FakeHub(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_hub() -> Iterator[str]:
-    """A local stand-in for huggingface.co that knows the model xlm-roberta-base and the dataset nyu-mll/glue."""
-    handler = type(
-        "Hub", (_FakeHub,), {"known": frozenset({"models/xlm-roberta-base", "datasets/nyu-mll/glue"})}
-    )
+    """A local stand-in for huggingface.co that knows the model xlm-roberta-base and the datasets nyu-mll/glue
+    and allenai/social_i_qa, the latter without the revision that siqa pins."""
+    known = frozenset({"models/xlm-roberta-base", "datasets/nyu-mll/glue", "datasets/allenai/social_i_qa"})
+    gone = frozenset({SIQA_REVISION})
+    handler = type("Hub", (_FakeHub,), {"known": known, "gone_revisions": gone})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -202,6 +221,13 @@ HUB_CASES: list[tuple[str, dict[str, str], list[str], str]] = [
         ["data.source=hub", "intermediate.tasks=[qqp]"],
         # qqp's nyu-mll/glue is known; the target's dataset is not
         "data.source=hub: pawsx (google-research-datasets/paws-x): no dataset google-research-datasets/paws-x on the hub",
+    ),
+    (
+        "dataset-revision-not-on-hub",
+        {"HF_ENDPOINT": "{hub}"},
+        ["data.source=hub", "intermediate.tasks=[siqa]"],
+        # the hub has allenai/social_i_qa but no longer the commit siqa pins
+        f"data.source=hub: siqa (allenai/social_i_qa): no revision {SIQA_REVISION} of dataset allenai/social_i_qa",
     ),
     (
         "model-hub-unreachable",

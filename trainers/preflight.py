@@ -78,26 +78,34 @@ def _hub_api() -> Any:
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
 
 
-def _hub_answer(kind: str, repo_id: str) -> str | None:
-    """None if the hub knows ``repo_id``; else why not, as a phrase ("does not exist", "cannot be reached (...)")."""
-    return _ask_hub(_hub_api().endpoint, kind, repo_id)
+def _hub_answer(kind: str, repo_id: str, revision: str | None = None) -> str | None:
+    """None if the hub knows ``repo_id`` (at ``revision``, where given); else why not, as a phrase ("does not
+    exist", "cannot be reached (...)")."""
+    return _ask_hub(_hub_api().endpoint, kind, repo_id, revision)
 
 
 @functools.cache
-def _ask_hub(endpoint: str, kind: str, repo_id: str) -> str | None:
+def _ask_hub(endpoint: str, kind: str, repo_id: str, revision: str | None = None) -> str | None:
     # Once per process and question: a search checks every target and seeded point against the same
     # encoder and datasets, and a firewalled hub costs HUB_TIMEOUT_S per question.
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     api = HfApi(endpoint=endpoint)
     try:
         if kind == "model":
             api.model_info(repo_id, timeout=HUB_TIMEOUT_S)
         else:
-            api.dataset_info(repo_id, timeout=HUB_TIMEOUT_S)
+            api.dataset_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
         return None  # it exists; the worker's token decides (a missing one is the loader's one-line error)
+    except RevisionNotFoundError:  # a pinned revision (a commit the hub no longer has)
+        return f"no revision {revision} of {kind} {repo_id} on the hub {api.endpoint}"
     except RepositoryNotFoundError:
         return f"no {kind} {repo_id} on the hub {api.endpoint} (or it is private and no token is set)"
     except HFValidationError as error:
@@ -181,8 +189,9 @@ def check_miniature(config: TransferConfig) -> None:
 
 
 def check_hub_data(config: TransferConfig) -> None:
-    """With ``data.source=hub``: each dataset the run reads exists on the hub, or is cached when offline."""
-    seen: set[str] = set()
+    """With ``data.source=hub``: each dataset the run reads exists on the hub (at the revision its entry pins),
+    or is cached when offline."""
+    seen: set[tuple[str, str | None]] = set()
     for task in _read_tasks(config):
         if task.metric == "bucc_f1":
             continue  # never read from the hub: check_bucc
@@ -195,9 +204,9 @@ def check_hub_data(config: TransferConfig) -> None:
                 f"data.source=hub: {task.name} ({task.hub.path}) is a script-based hub dataset, which "
                 "datasets 5 no longer loads; use data.source=local with its files"
             )
-        if task.hub.path in seen:
+        if (task.hub.path, task.hub.revision) in seen:
             continue
-        seen.add(task.hub.path)
+        seen.add((task.hub.path, task.hub.revision))
         where = f"data.source=hub: {task.name} ({task.hub.path})"
         if hub_offline():
             if not _dataset_cached(task.hub.path):
@@ -205,7 +214,7 @@ def check_hub_data(config: TransferConfig) -> None:
                     f"{where} is not in the local datasets cache, and the hub is off (HF_HUB_OFFLINE)"
                 )
             continue
-        problem = _hub_answer("dataset", task.hub.path)
+        problem = _hub_answer("dataset", task.hub.path, task.hub.revision)
         if problem is not None and not (problem.startswith("the hub") and _dataset_cached(task.hub.path)):
             raise ConfigError(f"{where}: {problem}")
 
