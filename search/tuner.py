@@ -10,14 +10,10 @@ checkpoint the trials used (``search/retrieval_eval.py``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from optuna.exceptions import UpdateFinishedTrialError
-from ray.tune.search.optuna import OptunaSearch
 
 from search import tracking
 from search.checks import check_search_name
@@ -40,6 +36,7 @@ from search.retrieval_eval import (
     ray_runner,
     replay_runner,
 )
+from search.searcher import CachedCheckpoints, Proposer, ProposingOptunaSearch
 from search.space import (
     INTERMEDIATE_TASK,
     MIXTURE_SEPARATOR,
@@ -151,35 +148,15 @@ def _scheduler(space: SearchSpace) -> Any:
     )
 
 
-class PhaseAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch for xstilts trials: phase-1 reports and resumed, already-told trials are skipped.
-
-    Reports made before the target phase carry no target metric yet. After ``--resume``, Tune may
-    re-run a trial that finished just after its last experiment snapshot; its Optuna trial is already
-    complete in the RDB, and telling it again would fail the whole search.
-    """
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Forward results that hold the metric, for trials Optuna has not closed."""
-        if self.metric in result:
-            with contextlib.suppress(UpdateFinishedTrialError):
-                super().on_trial_result(trial_id, result)
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-    ) -> None:
-        """Tell Optuna the outcome, unless it already knows it."""
-        with contextlib.suppress(UpdateFinishedTrialError):
-            super().on_trial_complete(trial_id, result=result, error=error)
-
-
 def _searcher(
     space: SearchSpace,
     target: str,
     study_name: str,
     optuna_url: str,
+    cache_root: str,
     warm: list[dict[str, Any]] | None = None,
 ) -> Any:
+    """The study's searcher: TPE, its proposals through the rules of ``search/searcher.py``."""
     import optuna
 
     points = space.points_for(target)
@@ -192,7 +169,15 @@ def _searcher(
         n_startup_trials=len(points) + 2,
     )
     storage = optuna.storages.RDBStorage(optuna_url)
-    return PhaseAwareOptunaSearch(
+    proposer = Proposer(
+        space,
+        target,
+        CachedCheckpoints(space, target, cache_root),
+        refine=space.tuner.refine,
+        seed=space.tuner.sampler_seed,
+    )
+    return ProposingOptunaSearch(
+        proposer,
         space=DefineByRun(space, target),
         metric=space.tuner.metric,
         mode=space.tuner.mode,
@@ -396,7 +381,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                     trainable,
                     tune_config=tune.TuneConfig(
                         search_alg=_searcher(
-                            space, target, layout.study_name(target), layout.optuna_url, warm
+                            space, target, layout.study_name(target), layout.optuna_url, cache_root, warm
                         ),
                         scheduler=_scheduler(space),
                         num_samples=space.tuner.num_samples,

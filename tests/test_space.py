@@ -322,6 +322,7 @@ BAD = [
     ),
     ("bad mode", _set("tuner/mode", "maximize"), "tuner.mode"),
     ("bad num_samples", _set("tuner/num_samples", 0), "tuner.num_samples"),
+    ("bad refine", _set("tuner/refine", "greedy"), "tuner.refine"),
 ]
 
 

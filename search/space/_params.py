@@ -23,6 +23,8 @@ TARGET = "target"
 """The ``when`` key that refers to the study's target."""
 LAYERS = "layers"
 """An int parameter's ``high`` that means "the encoder's layer count"."""
+REFINE_MODES = ("any", "cheap_first", "off")
+"""The values of ``tuner.refine``: how the searcher tries the best trial's neighbours (``search/searcher.py``)."""
 DEFAULT_METRIC = keys.EN_DEV
 """The metric studies optimise unless ``tuner.metric`` says otherwise."""
 SPACES_DIR = Path(__file__).resolve().parent.parent.parent / "spaces"
@@ -200,6 +202,9 @@ class TunerSettings:
     """Seed of the TPE sampler (None: not reproducible)."""
     max_concurrent_trials: int | None = None
     """Cap on trials running at once (None: as many as the cluster's resources allow)."""
+    refine: str = "any"
+    """Untried neighbours of the best finished trial before TPE's proposals (``search/searcher.py``): ``any``;
+    ``cheap_first`` (those on trained intermediate checkpoints first); ``off`` (TPE alone)."""
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -212,3 +217,5 @@ class TunerSettings:
             fail("tuner.sampler_seed", f"must be >= 0, got {self.sampler_seed}")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             fail("tuner.max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}")
+        if self.refine not in REFINE_MODES:
+            fail("tuner.refine", f"must be one of {', '.join(REFINE_MODES)}, got {self.refine!r}")
