@@ -14,7 +14,13 @@ from trainers import engine as engines
 from trainers.config import PhaseConfig, TransferConfig
 from trainers.encoders import load_encoder
 from trainers.errors import UserError
-from trainers.modeling import HeadSpec, TransferModel, count_parameters, freeze_bottom
+from trainers.modeling import (
+    HeadSpec,
+    TransferModel,
+    checkpoint_activations,
+    count_parameters,
+    freeze_bottom,
+)
 from trainers.progress import stage
 from trainers.runtime import Runtime
 
@@ -26,9 +32,15 @@ class CheckpointWriteError(UserError):
     """A checkpoint that could not be written (a full disk): one line, the previous checkpoint intact."""
 
 
-def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed: int) -> TransferModel:
+def build_model(
+    encoder_dir: str,
+    heads: list[HeadSpec],
+    freeze_depth: int,
+    seed: int,
+    gradient_checkpointing: bool = False,
+) -> TransferModel:
     """Load the encoder (a T5-family checkpoint: its encoder stack alone), add fresh heads (seeded), freeze
-    the bottom ``freeze_depth`` layers."""
+    the bottom ``freeze_depth`` layers, and checkpoint the layers' activations if asked."""
     # A hub id is downloaded on first use (minutes for a large encoder): say so rather than stay silent.
     loading = (
         contextlib.nullcontext() if Path(encoder_dir).is_dir() else stage(f"loading encoder {encoder_dir}")
@@ -40,6 +52,8 @@ def build_model(encoder_dir: str, heads: list[HeadSpec], freeze_depth: int, seed
     torch.manual_seed(seed)
     model = TransferModel(encoder, heads)
     freeze_bottom(model.encoder, freeze_depth)
+    if gradient_checkpointing:
+        checkpoint_activations(model.encoder)
     return model
 
 

@@ -45,6 +45,14 @@ class ModelConfig:
     retrieval_layer: int | None = None
     """Hidden state mean-pooled for retrieval tasks (0 = embeddings); ``None``: XTREME's (8 for mBERT, 14
     for XLM-R large), for other encoders the same relative depth as XLM-R large's (14/24 of the layers)."""
+    gradient_checkpointing: bool = False
+    """Recompute each encoder layer's activations in the backward pass instead of keeping them (transformers'
+    gradient checkpointing, non-reentrant, so frozen bottom layers still run no backward): a trained layer
+    keeps only its input, for about one more forward pass of compute. Under ``model``, where a Hugging Face
+    user looks for it (``TrainingArguments.gradient_checkpointing`` switches on the same method of the model),
+    not under ``deepspeed``: DeepSpeed's ``activation_checkpointing`` section configures only
+    ``deepspeed.checkpointing.checkpoint``, which Hugging Face encoders never call. It changes memory and
+    speed, not the result: it is not part of the intermediate-checkpoint key."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name_or_path), "model.name_or_path must not be empty")

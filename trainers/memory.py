@@ -20,6 +20,12 @@ counted from Hugging Face's ``MT5Block`` with autograd's saved-tensor hooks, is
 ``p (6 s b h + 3 s b i + 6 s b f + 2 a s^2 b) + m (2 s b h + s b f + a s^2 b)`` per block (``i`` the
 attention width), and ``2 p s b h`` for the final RMSNorm, which is never frozen.
 
+With ``model.gradient_checkpointing`` a trained layer keeps only its input, ``p s b h`` bytes (Korthikanti et al.
+2022, section 5: full activation recomputation stores ``2 s b h L`` in 16-bit), and the backward pass recomputes
+one layer at a time, whose activations (the per-layer count above) are then live too; a T5 stack also keeps
+the relative-position bias its first block computes (with the attention mask added: ``p a s^2 b``), an input
+of every later checkpointed block.
+
 Not counted: DeepSpeed's communication buckets, the CUDA context and allocator fragmentation, the task
 heads (a few hidden x hidden matrices) and the batch's token ids.
 """
@@ -163,6 +169,8 @@ class MemoryPlan:
     """The ZeRO stage."""
     workers: int
     """Data-parallel workers the state is split over."""
+    checkpointing: bool = False
+    """Activations under gradient checkpointing (``model.gradient_checkpointing``)."""
 
     @property
     def total(self) -> float:
@@ -221,14 +229,29 @@ def memory_plan(
     )
     mask_bytes = 1 if device == "cuda" else value_bytes
     seq = config.model.max_seq_length
-    activations = (shape.layers - frozen_layers) * shape.layer_activation_bytes(
-        sequences, seq, value_bytes, mask_bytes
-    )
+    trained_layers = shape.layers - frozen_layers
+    per_layer = shape.layer_activation_bytes(sequences, seq, value_bytes, mask_bytes)
+    if config.model.gradient_checkpointing and trained_layers:
+        # Each trained layer's input, and one layer recomputed at a time in the backward pass.
+        activations = trained_layers * value_bytes * sequences * seq * shape.hidden + per_layer
+        if shape.family == "t5":
+            activations += value_bytes * shape.heads * seq * seq * sequences
+    else:
+        activations = trained_layers * per_layer
     if frozen_layers == 0:  # the embeddings' LayerNorm input and dropout mask (T5: the dropout's)
         activations += (value_bytes + mask_bytes) * sequences * seq * shape.hidden
     if shape.family == "t5":  # the final RMSNorm's input and its normalised output
         activations += 2 * value_bytes * sequences * seq * shape.hidden
-    return MemoryPlan(weights, grads, optimizer, activations, precision, ds.zero_stage, workers)
+    return MemoryPlan(
+        weights,
+        grads,
+        optimizer,
+        activations,
+        precision,
+        ds.zero_stage,
+        workers,
+        config.model.gradient_checkpointing,
+    )
 
 
 def check_fits(plan: MemoryPlan, phase: str, gpu_bytes: float, gpu: str, where: str = "") -> None:
@@ -237,10 +260,16 @@ def check_fits(plan: MemoryPlan, phase: str, gpu_bytes: float, gpu: str, where: 
     if plan.total <= gpu_bytes:
         return
     advice = [f"lower {phase}.batch_size or model.max_seq_length"]
+    if not plan.checkpointing and plan.activations:
+        advice.append("set model.gradient_checkpointing")
     if plan.zero_stage < 3:
         advice.append(f"raise deepspeed.zero_stage (now {plan.zero_stage})")
     if plan.optimizer:
         advice.append("set deepspeed.offload_optimizer (ZeRO >= 1)")
+    if plan.zero_stage == 3 and plan.parameters:
+        advice.append("set deepspeed.offload_param")
+    if plan.zero_stage == 3 and not plan.parameters and not plan.optimizer:
+        advice.append("add GPUs (scaling.num_workers) to split the gradients over")
     raise MemoryPlanError(
         f"the {phase} phase{f' of {where}' if where else ''} needs {plan.describe()} per GPU, more than the {gpu_bytes / GIB:.0f} GiB of "
         f"the {gpu}: " + ", or ".join(advice)

@@ -26,6 +26,10 @@ class FreezeError(UserError, ValueError):
     """A freeze depth the encoder cannot take."""
 
 
+class CheckpointingError(UserError, ValueError):
+    """``model.gradient_checkpointing`` on an encoder class that cannot recompute its layers."""
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """What a head needs to know about its task."""
@@ -118,6 +122,27 @@ def freeze_bottom(encoder: nn.Module, depth: int) -> None:
     for module in (embeddings, *layers[:depth]):
         for parameter in module.parameters():
             parameter.requires_grad_(False)
+
+
+def checkpoint_activations(encoder: Any) -> None:
+    """Switch on gradient (activation) checkpointing of every layer of ``encoder`` (a ``PreTrainedModel``).
+
+    Non-reentrant (``use_reentrant=False``): its backward follows whatever needs a gradient, so a layer over
+    frozen bottom layers still gets its weights' gradients without the input embeddings requiring one.
+    transformers also makes the input embeddings require a gradient (``enable_input_require_grads``, for the
+    reentrant variant); that would make frozen layers run a backward they do not need, so it is undone.
+    """
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise CheckpointingError(
+            f"model.gradient_checkpointing: {type(encoder).__name__} cannot checkpoint its layers; set it to false"
+        )
+    kwargs = {"use_reentrant": False}
+    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5 (the old name warns)
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if getattr(encoder, "_require_grads_hook", None) is not None:
+        encoder.disable_input_require_grads()
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

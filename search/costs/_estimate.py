@@ -208,7 +208,8 @@ def _keep_largest(
         shown = {
             k: v
             for k, v in params.items()
-            if (k.startswith(phase) and not isinstance(v, float)) or k == INTERMEDIATE_TASK == phase + "_task"
+            if (k.startswith((phase, "model.", "deepspeed.")) and not isinstance(v, float))
+            or k == INTERMEDIATE_TASK == phase + "_task"
         }
         memory[phase] = (plan, f"{config.target.task}: {_point_label(shown) or 'the base settings'}")
 

@@ -51,7 +51,8 @@ class CostAssumptions:
 
 
 RULES: tuple[str, ...] = (
-    "training FLOPs per token = forward x 3 for each trainable layer, x 1 for a frozen one (the bottom "
+    "training FLOPs per token = forward x 3 for each trainable layer (x 4 with model.gradient_checkpointing: "
+    "its forward runs again in the backward), x 1 for a frozen one (the bottom "
     "freeze_depth layers and the embeddings need no backward); forward per layer = 2 x (4 h^2 + 2 h ffn) "
     "+ 4 x seq x h (T5 family: 2 x (4 h a + 3 h ffn) + 4 x seq x a, a the attention width, the FFN gated); "
     "embeddings, heads, evaluation, start-up, data loading and checkpointing not counted",
@@ -64,7 +65,8 @@ RULES: tuple[str, ...] = (
     "of any target; a continuous parameter in the key makes every draw a new configuration",
     "memory: 2 (bf16) or 4 (fp32) bytes per parameter, gradients the same per trainable parameter, "
     "AdamW 12 (bf16: fp32 master, two moments) or 8 bytes, split by ZeRO stage 1/2/3 over the workers, "
-    "0 when offloaded; activations per trained layer as Korthikanti et al. 2022; DeepSpeed's buckets, "
+    "0 when offloaded; activations per trained layer as Korthikanti et al. 2022 (with "
+    "model.gradient_checkpointing: each trained layer's input plus one layer recomputed); DeepSpeed's buckets, "
     "the CUDA context and the heads not counted",
     "ASHA: past rung k a trial continues with probability 1/reduction_factor^(k+1), and stops at max_t",
     "a retrieval target (BUCC, Tatoeba) has no study and no trials: it is evaluated once on the base encoder "
@@ -155,7 +157,9 @@ def phase_cost(
     sequences = steps * global_batch * per_example
     seq_len = config.model.max_seq_length
     frozen = min(phase.freeze_depth, shape.layers)
-    per_token = shape.layer_forward_flops(seq_len) * (shape.layers + 2 * (shape.layers - frozen))
+    # Backward is twice the forward; gradient checkpointing runs each trained layer's forward once more.
+    backward = 3 if config.model.gradient_checkpointing else 2
+    per_token = shape.layer_forward_flops(seq_len) * (shape.layers + backward * (shape.layers - frozen))
     flops = sequences * seq_len * per_token
     return PhaseCost(steps, sequences, flops, flops / assumptions.flops_per_gpu_s / 3600.0, workers)
 

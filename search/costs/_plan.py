@@ -90,7 +90,7 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
     for phase, (plan, label) in sorted(est.memory.items()):
         lines.append(
             f"  {phase}: {plan.describe()} ({plan.precision}, ZeRO {plan.zero_stage}, "
-            f"{plan.workers} workers; {label})"
+            f"{plan.workers} workers{', activation checkpointing' if plan.checkpointing else ''}; {label})"
         )
     lines.append("intermediate checkpoints (the key of trainers/checkpoint_cache.py key_fields):")
     keyed = [f"{n} (continuous)" if n in est.continuous_key_params else n for n in est.key_params]
