@@ -20,6 +20,18 @@ Six PNGs (matplotlib, Agg backend) and ``summary.md`` under ``reports/<search>``
     (``cost/gpu_s``, as logged: a trial that reused a cached intermediate encoder did not pay for it),
     with the Pareto front (no other trial gains more for less).
 
+When the completed trials used more than one encoder (spaces/encoders.yaml, scale.yaml; ``search/report_scale.py``):
+
+(g) ``encoder_gains.png``: per target, each intermediate task's gain over the same encoder's ``none`` trials
+    (means over completed trials, so seeds average out), a group of bars per encoder, smallest first;
+(h) ``gain_size.png``: the same gains against the encoder's parameter count (log scale), a line per target
+    and intermediate task.
+
+When they froze the intermediate phase at more than one depth (spaces/freeze.yaml):
+
+(i) ``intermediate_depth.png``: per target, zero_shot_avg and seconds per intermediate and target step
+    (``time/<phase>_step_s``) against ``intermediate.freeze_depth``.
+
 Retrieval targets evaluated without trials (``search/retrieval_eval.py``) are a table in ``summary.md``
 (``search/retrieval_table.py``), not columns of the plots; a search of retrieval targets alone gets
 ``summary.md`` with their tables only.
@@ -47,12 +59,16 @@ from search.report_costs import (
 )
 from search.report_plots import (
     plot_compute,
+    plot_encoder_gains,
     plot_freeze_depth,
     plot_gain_cost,
+    plot_gain_vs_size,
     plot_heatmap,
     plot_importances,
+    plot_intermediate_depth,
     plot_languages,
 )
+from search.report_scale import depth_points, encoder_gains, varies_encoder, varies_intermediate_depth
 from search.results import (
     CRITERIA,
     TEST_METRIC,
@@ -373,6 +389,15 @@ def report(options: ReportOptions) -> Report:
     plot_compute({t: compute_curve(trials, t, metric) for t in targets}, metric, files[4])
     costs = {t: gain_cost_points(trials, t) for t in targets}
     plot_gain_cost(costs, files[5])
+    if varies_encoder(trials):
+        gains = encoder_gains(trials, targets)
+        files += [out / "encoder_gains.png", out / "gain_size.png"]
+        plot_encoder_gains(gains, files[-2])
+        plot_gain_vs_size(gains, files[-1])
+    depths = depth_points([t for t in trials if t.target in targets])
+    if varies_intermediate_depth(depths):
+        files.append(out / "intermediate_depth.png")
+        plot_intermediate_depth(depths, files[-1])
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(

@@ -15,6 +15,7 @@ from trainers.keys import COMPLETED, EARLY_STOPPED
 if TYPE_CHECKING:  # report imports this module: the types only, never at run time
     from search.report import Heatmap
     from search.report_costs import ComputePoint, CostPoint
+    from search.report_scale import DepthPoint, EncoderGain
 
 
 def _pyplot() -> Any:
@@ -263,6 +264,131 @@ def plot_gain_cost(costs: dict[str, list[CostPoint]], path: Path) -> None:
     _save(fig, path)
 
 
+def plot_encoder_gains(gains: Sequence[EncoderGain], path: Path) -> None:
+    """(g) Gain over each encoder's own no-intermediate trials, per target: a group of bars per encoder
+    (smallest first), a bar per intermediate task."""
+    plt = _pyplot()
+    targets = list(dict.fromkeys(g.target for g in gains))
+    fig, axes = plt.subplots(
+        1, max(1, len(targets)), figsize=(5.0 * max(1, len(targets)), 3.8), squeeze=False
+    )
+    tasks = sorted({g.intermediate for g in gains})
+    colours = {task: plt.get_cmap("tab10")(i % 10) for i, task in enumerate(tasks)}
+    width = 0.8 / max(1, len(tasks))
+    for ax, target in zip(axes[0], targets, strict=False):
+        mine = [g for g in gains if g.target == target]
+        encoders = sorted({g.encoder for g in mine}, key=lambda e: _size_key(mine, e))
+        for i, task in enumerate(tasks):
+            cells = {g.encoder: g for g in mine if g.intermediate == task}
+            xs = [x + i * width for x, e in enumerate(encoders) if e in cells]
+            ax.bar(
+                xs, [cells[e].gain for e in encoders if e in cells], width, color=colours[task], label=task
+            )
+        ax.set_xticks(
+            [x + 0.4 - width / 2 for x in range(len(encoders))],
+            [e.rsplit("/", 1)[-1] for e in encoders],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(target)
+        ax.legend(fontsize=7)
+    if not targets:
+        axes[0][0].axis("off")
+        axes[0][0].text(0.5, 0.5, "no encoder with both baseline and intermediate trials", ha="center")
+    axes[0][0].set_ylabel(f"gain over the encoder's none ({TEST_METRIC})")
+    fig.suptitle("Gain from intermediate training per encoder (means over completed trials)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _size_key(gains: Sequence[EncoderGain], encoder: str) -> tuple[float, str]:
+    sizes = [g.parameters for g in gains if g.encoder == encoder and g.parameters is not None]
+    return (float(sizes[0]) if sizes else math.inf, encoder)
+
+
+def plot_gain_vs_size(gains: Sequence[EncoderGain], path: Path) -> None:
+    """(h) Gain against the encoder's parameter count (log scale), one line per target and intermediate
+    task; encoders the shape table does not know are left out."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    known = [g for g in gains if g.parameters is not None]
+    for target, task in sorted({(g.target, g.intermediate) for g in known}):
+        line = sorted(
+            (g for g in known if (g.target, g.intermediate) == (target, task)),
+            key=lambda g: g.parameters or 0,
+        )
+        ax.plot(
+            [(g.parameters or 0) / 1e6 for g in line],
+            [g.gain for g in line],
+            marker="o",
+            label=f"{target}: {task}",
+        )
+    if known:
+        ax.set_xscale("log")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no encoder of known size", ha="center", va="center", transform=ax.transAxes)
+    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("encoder parameters (millions, log scale)")
+    ax.set_ylabel(f"gain over the encoder's none ({TEST_METRIC})")
+    ax.set_title("Gain against model size", fontsize=11)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_intermediate_depth(points: Sequence[DepthPoint], path: Path) -> None:
+    """(i) Per target, zero_shot_avg (top) and seconds per intermediate and target step (bottom) against
+    intermediate.freeze_depth, colour = intermediate task; the none trials' score is a grey line."""
+    plt = _pyplot()
+    targets = list(dict.fromkeys(p.target for p in points))
+    fig, axes = plt.subplots(
+        2, max(1, len(targets)), figsize=(4.6 * max(1, len(targets)), 6.4), squeeze=False
+    )
+    tasks = sorted({p.intermediate for p in points} - {BASELINE})
+    colours = {task: plt.get_cmap("tab10")(i % 10) for i, task in enumerate(tasks)}
+    for col, target in enumerate(targets):
+        mine = [p for p in points if p.target == target]
+        top, bottom = axes[0][col], axes[1][col]
+        base = [p.score for p in mine if p.intermediate == BASELINE]
+        if base:
+            top.axhline(sum(base) / len(base), color="#7f7f7f", linestyle="--", label="none (mean)")
+        for task in tasks:
+            cells = [p for p in mine if p.intermediate == task and p.intermediate_depth is not None]
+            top.scatter(
+                [p.intermediate_depth for p in cells],
+                [p.score for p in cells],
+                color=colours[task],
+                label=task,
+                s=20,
+            )
+            timed = [p for p in cells if p.intermediate_step_s is not None]
+            bottom.scatter(
+                [p.intermediate_depth for p in timed],
+                [p.intermediate_step_s for p in timed],
+                color=colours[task],
+                marker="o",
+                s=20,
+            )
+            timed = [p for p in cells if p.target_step_s is not None]
+            bottom.scatter(
+                [p.intermediate_depth for p in timed],
+                [p.target_step_s for p in timed],
+                color=colours[task],
+                marker="x",
+                s=20,
+            )
+        top.set_title(target)
+        top.legend(fontsize=7)
+        bottom.set_xlabel("intermediate.freeze_depth")
+    axes[0][0].set_ylabel(TEST_METRIC)
+    axes[1][0].set_ylabel("s per step (o intermediate, x target)")
+    fig.suptitle("Intermediate-phase freeze depth: score and step time", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -283,9 +409,12 @@ def _wrap(text: str, width: int) -> str:
 
 __all__ = [
     "plot_compute",
+    "plot_encoder_gains",
     "plot_freeze_depth",
     "plot_gain_cost",
+    "plot_gain_vs_size",
     "plot_heatmap",
     "plot_importances",
+    "plot_intermediate_depth",
     "plot_languages",
 ]
