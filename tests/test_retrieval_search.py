@@ -196,7 +196,8 @@ def test_an_evaluation_runs_the_worker_with_the_checkpoint_and_trains_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("worker_group", ["auto", "always"])
+# The Ray Train variant takes three minutes: the soak tier runs it, CI the in-process one.
+@pytest.mark.parametrize("worker_group", ["auto", pytest.param("always", marks=pytest.mark.soak)])
 def test_a_real_search_evaluates_tatoeba_on_ray_without_training_for_it(
     tmp_path: Path, cache_dir: Path, worker_group: str
 ) -> None:
