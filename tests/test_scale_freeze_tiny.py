@@ -75,7 +75,8 @@ def test_the_scale_space_xxl_points_run_on_tiny_shapes(cache_dir: Path, tmp_path
 @pytest.mark.slow
 def test_the_freeze_space_freezes_both_phases_on_tiny_shapes(cache_dir: Path, tmp_path: Path) -> None:
     """A seeded point of spaces/freeze.yaml that freezes half the layers in both phases, on XCOPA (COPA's
-    train set, one sequence per choice), with the depths scaled from XLM-R large's 24 layers to tiny's 2."""
+    train set, one sequence per choice), with the depths scaled from XLM-R large's 24 layers to tiny's 2, and
+    activation checkpointing on."""
     space = load_space("freeze")
     (point,) = [
         p
@@ -93,6 +94,8 @@ def test_the_freeze_space_freezes_both_phases_on_tiny_shapes(cache_dir: Path, tm
         "model.name_or_path=tiny",
         f"intermediate.freeze_depth={depths[0]}",
         f"target.freeze_depth={depths[1]}",
+        # Not the space's setting: frozen bottom layers under activation checkpointing, through the engine.
+        "model.gradient_checkpointing=true",
     )
     results = run_local(Plan(tiny, cache_root=str(tmp_path / "cache")))
     assert results["finished"] == 1.0
