@@ -77,6 +77,14 @@ def test_the_dry_run_passes_and_names_the_largest_trial() -> None:
     assert "trials: 144 (48 per study" in text
     assert "distinct intermediate configurations the space allows: 24" in text
     assert "26.61 GiB" in text and "facebook/xlm-roberta-xl" in text
+    # Every encoder's own largest plan, with the engine it gets.
+    per_encoder = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    assert len(per_encoder) == 16  # 8 encoders x 2 phases
+    xxl = [line for line in per_encoder if line.startswith("facebook/xlm-roberta-xxl target")]
+    assert xxl == [
+        "facebook/xlm-roberta-xxl target: 11.08 GiB = params 4.98 + grads 4.98 + optimizer 0.00 + "
+        "activations 1.12 GiB (ZeRO 3, activation checkpointing)"
+    ]
 
 
 def _variant(tmp_path: Path, edit: Any) -> SearchSpace:

@@ -98,6 +98,8 @@ class Estimate:
     """What the GPU-hours rest on."""
     memory: dict[str, tuple[MemoryPlan, str]] = field(default_factory=dict)
     """Phase (intermediate, target) -> the largest memory plan of any trial's phase, and which trial."""
+    memory_by_encoder: dict[str, dict[str, tuple[MemoryPlan, str]]] = field(default_factory=dict)
+    """Encoder -> ``memory`` over that encoder's trials only (engine settings may differ per encoder)."""
     device: str = "cuda"
     """Where the trials train (``cuda`` when ``scaling.use_gpu``)."""
     checkpoints_used: float = 0.0
@@ -191,9 +193,14 @@ def _device(config: TransferConfig) -> Literal["cuda", "cpu"]:
 
 
 def _keep_largest(
-    memory: dict[str, tuple[MemoryPlan, str]], phase: str, config: TransferConfig, params: Mapping[str, Any]
+    memory: dict[str, tuple[MemoryPlan, str]],
+    phase: str,
+    config: TransferConfig,
+    params: Mapping[str, Any],
+    by_encoder: dict[str, dict[str, tuple[MemoryPlan, str]]] | None = None,
 ) -> None:
-    """Record ``config``'s plan for ``phase`` if it is the largest so far (``params``: its point)."""
+    """Record ``config``'s plan for ``phase`` if it is the largest so far (``params``: its point), and in
+    ``by_encoder`` if it is the largest of its encoder."""
     section = config.intermediate if phase == "intermediate" else config.target
     if section is None or (phase == "target" and get_task(config.target.task).is_retrieval):
         return
@@ -203,6 +210,9 @@ def _keep_largest(
         else [config.target.task]
     )
     plan = memory_plan(config, section, tasks, _device(config))
+    if plan is not None and by_encoder is not None:
+        mine = by_encoder.setdefault(config.model.name_or_path, {})
+        _keep_largest(mine, phase, config, params)
     if plan is not None and (phase not in memory or plan.total > memory[phase][0].total):
         # Name the trial by what sizes its memory: the phase's discrete settings, not learning rates.
         shown = {
@@ -294,6 +304,7 @@ def estimate(
     random_trials: dict[str, int] = {}
     seen: dict[frozenset[tuple[str, Any]], tuple[str, PhaseCost | None, str, str] | None] = {}
     memory: dict[str, tuple[MemoryPlan, str]] = {}
+    by_encoder: dict[str, dict[str, tuple[MemoryPlan, str]]] = {}
     with_intermediate = 0.0
     no_reuse_hours: float | None = 0.0
     target_hours: float | None = 0.0
@@ -312,7 +323,7 @@ def estimate(
         for point in fixed:
             config = space.to_transfer_config(point, target)
             for phase in ("intermediate", "target"):
-                _keep_largest(memory, phase, config, point)
+                _keep_largest(memory, phase, config, point, by_encoder)
             target_hours = _add_hours(target_hours, _target_cost(config, assumptions), space, 1.0)
             if config.intermediate is not None:
                 with_intermediate += 1
@@ -327,7 +338,7 @@ def estimate(
                 config = build(draw.params, target)
                 seen[shared] = None
                 if config.intermediate is not None:
-                    _keep_largest(memory, "intermediate", config, draw.params)
+                    _keep_largest(memory, "intermediate", config, draw.params, by_encoder)
                     seen[shared] = (
                         checkpoint_key(config),
                         _intermediate_cost(config, assumptions),
@@ -353,7 +364,7 @@ def estimate(
         target_draws = draws(space, target, lambda p: not p.name.startswith("intermediate"))
         for draw in target_draws:
             config = build(draw.params, target)
-            _keep_largest(memory, "target", config, draw.params)
+            _keep_largest(memory, "target", config, draw.params, by_encoder)
             target_hours = _add_hours(
                 target_hours, _target_cost(config, assumptions), space, n * draw.probability
             )
@@ -401,6 +412,7 @@ def estimate(
         target_gpu_hours=target_hours,
         assumptions=assumptions,
         memory=memory,
+        memory_by_encoder=by_encoder,
         device=_device(space.base_config(targets[0])),
         checkpoints_used=checkpoints,
         checkpoints_bound=checkpoints_bound,

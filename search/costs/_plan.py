@@ -92,6 +92,14 @@ def format_plan(space: SearchSpace, est: Estimate, concurrent: int | None) -> st
             f"  {phase}: {plan.describe()} ({plan.precision}, ZeRO {plan.zero_stage}, "
             f"{plan.workers} workers{', activation checkpointing' if plan.checkpointing else ''}; {label})"
         )
+    if len(est.memory_by_encoder) > 1:
+        lines.append("  per encoder (its largest trial of each phase):")
+        for encoder, phases in est.memory_by_encoder.items():
+            for phase, (plan, _) in sorted(phases.items()):
+                lines.append(
+                    f"    {encoder} {phase}: {plan.describe()} (ZeRO {plan.zero_stage}"
+                    f"{', activation checkpointing' if plan.checkpointing else ''})"
+                )
     lines.append("intermediate checkpoints (the key of trainers/checkpoint_cache.py key_fields):")
     keyed = [f"{n} (continuous)" if n in est.continuous_key_params else n for n in est.key_params]
     lines.append(f"  searched parameters in the key: {', '.join(keyed) or 'none'}")
