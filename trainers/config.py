@@ -49,7 +49,8 @@ class ModelConfig:
     """Recompute each encoder layer's activations in the backward pass instead of keeping them (transformers'
     gradient checkpointing, non-reentrant, so frozen bottom layers still run no backward): a trained layer
     keeps only its input, for about one more forward pass of compute. Under ``model``, where a Hugging Face
-    user looks for it (``TrainingArguments.gradient_checkpointing`` switches on the same method of the model),
+    user looks for it (``TrainingArguments.gradient_checkpointing``, ``activation_checkpointing`` since
+    transformers 5, switches on the same method of the model),
     not under ``deepspeed``: DeepSpeed's ``activation_checkpointing`` section configures only
     ``deepspeed.checkpointing.checkpoint``, which Hugging Face encoders never call. It changes memory and
     speed, not the result: it is not part of the intermediate-checkpoint key."""
