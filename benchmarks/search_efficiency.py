@@ -7,11 +7,16 @@ Replays searches against the recorded grid (``benchmarks/grid.py``), over ``--se
 (b) ``random``: random search over the same cells, ``--samples`` per target, no early stopping, every
     trial training its own intermediate model;
 (c) ``tune_no_reuse``: Ray Tune + Optuna TPE + ASHA as a user would set it up: the real driver
-    (``xstilts search --replay``), no seeded points, every trial training its own intermediate model;
+    (``xstilts search --replay``), no seeded points, every trial training its own intermediate model,
+    ``tuner.refine: off`` (since issue 11 the driver still never repeats a configuration);
 (d) ``xstilts``: the real driver as it is (seeded baseline first, targets one after another, the
-    intermediate-checkpoint cache shared by trials and targets);
+    intermediate-checkpoint cache shared by trials and targets, the searcher's rules of
+    ``search/searcher.py`` with the default ``tuner.refine``); saved outcomes of the driver before
+    those rules are kept in ``search_efficiency_outcomes.jsonl`` as ``xstilts_before_issue_11``;
 (e) ``xstilts_warm``: the same with ``--warm-start`` (later targets first try the earlier ones' best
-    intermediate settings).
+    intermediate settings);
+(f) ``xstilts_cheap_first``: the same with ``tuner.refine: cheap_first`` (the best trial's neighbours on
+    trained intermediate checkpoints before those that need a new training).
 
 (a) and (b) do not adapt to what they observe, so they are priced straight from the table; (c) and (d)
 run the project's real search driver (Ray Tune, its sampler and scheduler, MLflow, the cache) with
@@ -21,7 +26,8 @@ Per target and overall it prints the compute (measured device-seconds, and optim
 incumbent (best completed trial on the selection metric, ``--metric``: ``en_dev`` by default) is within 1 point of the grid's
 best, the zero-shot regret of what each method would select, the intermediate trainings run, and the
 ratio of each method's compute to the whole grid's. It writes a PNG of zero-shot regret against
-compute and ends with ``RESULT xstilts_vs_grid=... random_vs_grid=... tune_no_reuse_vs_grid=...``.
+compute and ends with ``RESULT xstilts_vs_grid=... random_vs_grid=... tune_no_reuse_vs_grid=...`` (and
+``xstilts_before_issue_11_vs_grid`` when the saved outcomes hold it).
 
     python benchmarks/search_efficiency.py --grid benchmarks/grid/miniature_tiny.parquet --seeds 20
 """
@@ -159,7 +165,13 @@ def random_method(grid: Grid, seed: int, samples: int, targets: tuple[str, ...],
 
 
 def space_for(
-    seed: int, grid_seed: int, samples: int, seeded_points: bool, targets: tuple[str, ...], metric: str
+    seed: int,
+    grid_seed: int,
+    samples: int,
+    seeded_points: bool,
+    targets: tuple[str, ...],
+    metric: str,
+    refine: str | None = None,
 ) -> dict[str, Any]:
     """The replayed space: the grid's values and the demo's base settings; ``seed`` seeds the sampler."""
     from benchmarks import grid as recorded
@@ -213,6 +225,10 @@ def space_for(
             "sampler_seed": seed,
         },
     }
+    if not seeded_points:  # Tune + Optuna as a user would set it up: TPE alone
+        space["tuner"]["refine"] = "off"
+    if refine is not None:
+        space["tuner"]["refine"] = refine
     if seeded_points:  # what spaces/demo.yaml seeds: the baseline first, then one intermediate task
         space["points_to_evaluate"] = [
             {"intermediate_task": "none", "target.freeze_depth": 0, "target.learning_rate": 1e-3},
@@ -238,6 +254,7 @@ def driver_method(
     reuse: bool,
     seeded_points: bool,
     warm_start: bool = False,
+    refine: str | None = None,
 ) -> Outcome:
     """(c), (d): the real search driver, trials answered from the grid, one at a time."""
     from search.replay import LEDGER
@@ -247,7 +264,9 @@ def driver_method(
     run_dir.mkdir(parents=True)
     space_file = run_dir / "space.yaml"
     space_file.write_text(
-        yaml.safe_dump(space_for(seed, grid_seed, samples, seeded_points, targets, metric), sort_keys=False)
+        yaml.safe_dump(
+            space_for(seed, grid_seed, samples, seeded_points, targets, metric, refine), sort_keys=False
+        )
     )
     options = SearchOptions(
         space=str(space_file),
@@ -419,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                         reuse=reuse,
                         seeded_points=reuse,
                         warm_start=method == "xstilts_warm",
+                        refine="cheap_first" if method == "xstilts_cheap_first" else None,
                     )
                 outcomes[method].append((outcome, grid))
                 if args.outcomes:
@@ -480,7 +500,7 @@ def report(
         print(f"| {method} | {trainings:.0f} | {total:.0f} | {total / grid_total_s:.2f} |")
     _plot(outcomes, grid_total_s, plot, targets)
     print(f"plot: {plot}")
-    names = ("xstilts", "random", "tune_no_reuse")
+    names = ("xstilts", "xstilts_before_issue_11", "random", "tune_no_reuse")
     print("RESULT " + " ".join(f"{name}_vs_grid={ratios[name]:.3f}" for name in names if name in ratios))
 
 

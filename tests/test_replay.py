@@ -290,3 +290,13 @@ def test_a_later_target_starts_from_the_earlier_targets_best_intermediate(tmp_pa
         assert leader["intermediate_task"] == task
         assert leader.get("intermediate.max_steps", 0) == int(steps)
     assert all(rows[c]["target"] == "panx" for c in panx_cells)
+
+
+@pytest.mark.slow
+def test_the_driver_runs_each_configuration_once_and_ends_a_used_up_space(tmp_path: Path) -> None:
+    """More samples than the 6 points of the space: each point runs once, then the study ends (search/searcher.py)."""
+    space = _space(samples=10, sampler_seed=0, scheduler={"type": "fifo"})
+    _, outcomes = _replayed_search(tmp_path, space)
+    cells = [trial["cell"] for trial in _ledger(tmp_path / "cache").values()]
+    assert outcomes[0].trials == 6 and outcomes[0].completed == 6
+    assert sorted(cells) == sorted(set(cells)) and len(cells) == 6
