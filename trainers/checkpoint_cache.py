@@ -128,8 +128,13 @@ def _encoder_version(name_or_path: str) -> str | None:
     return None
 
 
-def key_fields(config: TransferConfig) -> dict[str, Any]:
-    """The plain dict that ``intermediate_key`` hashes (saved beside the entry as ``meta.json``)."""
+def key_fields(config: TransferConfig, *, type_versions: bool = True) -> dict[str, Any]:
+    """The plain dict that ``intermediate_key`` hashes (saved beside the entry as ``meta.json``).
+
+    ``type_versions=False`` leaves out the features versions of the tasks' types, which needs the task
+    type modules (and torch); they are a function of the task names the key holds, so a caller that only
+    tells configurations apart (the dry-run's count) loses nothing.
+    """
     inter = config.intermediate
     if inter is None:
         raise ValueError("intermediate_key: config.intermediate is None (no intermediate phase to cache)")
@@ -149,7 +154,7 @@ def key_fields(config: TransferConfig) -> dict[str, Any]:
     }
     if held_out:  # only when set, so that entries made before the field existed keep their keys
         data["dev_as_train"] = held_out
-    features = {task: _features_version(task) for task in inter.tasks}
+    features = {task: _features_version(task) for task in inter.tasks} if type_versions else {}
     if any(version > 1 for version in features.values()):  # only then: older entries keep their keys
         data["features_versions"] = features
     if config.data.source == "miniature":

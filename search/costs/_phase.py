@@ -250,11 +250,14 @@ def checkpoint_key(config: TransferConfig) -> str:
 
     ``key_fields`` versions a built-in encoder (and the miniature) by importing its module, which imports
     torch; that version is a function of the name alone, so the key is taken with a neutral name and
-    source and the real ones are hashed beside it.
+    source and the real ones are hashed beside it. The features versions of the tasks' types (the task
+    type modules import torch) are a function of the task names the key holds: left out.
     """
     neutral = dataclasses.replace(
         intermediate_run(config),  # one run serves every length it publishes: it is what gets trained
         model=dataclasses.replace(config.model, name_or_path="<encoder>"),
         data=dataclasses.replace(config.data, source="hub"),
     )
-    return stable_hash([key_fields(neutral), config.model.name_or_path, config.data.source])
+    return stable_hash(
+        [key_fields(neutral, type_versions=False), config.model.name_or_path, config.data.source]
+    )
