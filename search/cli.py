@@ -29,8 +29,11 @@ def load_run_config(path: str | None, overrides: list[str]) -> object:
 
     if path is None:
         with resources.as_file(resources.files("search") / DEFAULT_RUN_CONFIG) as default:
-            return TransferConfig.from_yaml(default, overrides)
-    return TransferConfig.from_yaml(path, overrides)
+            config = TransferConfig.from_yaml(default, overrides)
+    else:
+        config = TransferConfig.from_yaml(path, overrides)
+    # Relative data paths read from here; a Ray Train worker starts in a directory of its own.
+    return config.with_absolute_data_paths()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -117,3 +117,21 @@ def test_every_config_key_rejects_bad_values_in_one_line(
 def test_dev_as_train_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TransferConfig.from_dict({"target": {"task": "udpos"}, **overrides})
+
+
+def test_relative_data_paths_read_from_the_command_s_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray Train worker starts in a directory of its own: xstilts run hands it absolute data paths."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    config = TransferConfig.from_dict(
+        {
+            "target": {"task": "udpos"},
+            "data": {"source": "xtreme", "data_dir": "../download", "cache_dir": "~/c"},
+        }
+    ).with_absolute_data_paths()
+    assert config.data.data_dir == str(tmp_path / "download")
+    assert config.data.cache_dir == "~/c"  # each node's own home: left as written
+    absolute = config.with_absolute_data_paths()
+    assert absolute == config

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,6 +323,20 @@ class ScalingConfig:
         _check(self.timeout_s > 0, f"scaling.timeout_s must be > 0, got {self.timeout_s}")
 
 
+DATA_PATH_FIELDS = ("data_dir", "bucc_dir", "cache_dir")
+"""``DataConfig`` paths read as given: a relative one from the directory the command runs in."""
+
+
+def is_relative_local_path(value: str | None) -> bool:
+    """A relative filesystem path (not ``~/...``, not a URI): it means something else in another directory."""
+    return (
+        bool(value)
+        and "://" not in str(value)
+        and not str(value).startswith("~")
+        and not Path(str(value)).is_absolute()
+    )
+
+
 @dataclass
 class TransferConfig:
     """One transfer configuration, end to end: the unit that ``xstilts run`` runs and a trial tries."""
@@ -372,6 +387,16 @@ class TransferConfig:
                 self.data.source != "hub" or not unknown,
                 f"evaluation.languages: {target.name} has no language(s) {', '.join(unknown)}",
             )
+
+    def with_absolute_data_paths(self) -> TransferConfig:
+        """This config with its relative data paths made absolute from this process's directory, for a worker
+        that runs elsewhere (a Ray worker starts in its own directory)."""
+        changes: dict[str, Any] = {
+            name: os.path.abspath(str(getattr(self.data, name)))
+            for name in DATA_PATH_FIELDS
+            if is_relative_local_path(getattr(self.data, name))
+        }
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, **changes)) if changes else self
 
     # -- (de)serialisation -------------------------------------------------------------------
 

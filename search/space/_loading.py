@@ -43,7 +43,7 @@ from trainers._fromdict import (
     number,
     string,
 )
-from trainers.config import ModelConfig, TransferConfig
+from trainers.config import DATA_PATH_FIELDS, ModelConfig, TransferConfig, is_relative_local_path
 from trainers.encoders import layer_count
 from trainers.errors import UserError
 from trainers.tasks import INTERMEDIATE_TASK_NAMES, TARGET_TASKS
@@ -180,19 +180,15 @@ def _parse_base(raw: Any, searches_intermediate: bool) -> dict[str, Any]:
         fail("base.intermediate.tasks", f"conflicts with search.{INTERMEDIATE_TASK}; remove one")
     for key in LOCAL_PATH_KEYS:
         value = get_dotted(base, key)
-        if isinstance(value, str) and _is_relative_path(value):
+        if isinstance(value, str) and is_relative_local_path(value):
             # As `xstilts run` reads it: from the directory the command runs in. A trial runs elsewhere
             # (Tune starts it in its trial directory), so it gets the path made absolute here.
             set_dotted(base, key, os.path.abspath(value))
     return base
 
 
-LOCAL_PATH_KEYS = ("data.data_dir", "data.bucc_dir", "data.cache_dir")
+LOCAL_PATH_KEYS = tuple(f"data.{name}" for name in DATA_PATH_FIELDS)
 """Paths in ``base`` that a relative value reads from the directory the search is started in."""
-
-
-def _is_relative_path(value: str) -> bool:
-    return bool(value) and "://" not in value and not value.startswith("~") and not Path(value).is_absolute()
 
 
 def _encoders(base: Mapping[str, Any], raw_search: Mapping[str, Any]) -> tuple[str, ...]:
