@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.space import TARGET, CategoricalParam, FloatParam, SearchSpace
+from search.space import CategoricalParam, IntParam, SearchSpace, enumerate_points
 from search.trial import TrialSettings, claim_intermediate, trial_config
 from trainers import keys
 from trainers.checkpoint_cache import CheckpointCache, at_steps, intermediate_key, intermediate_run
@@ -81,26 +81,18 @@ def load_grid(path: str) -> dict[str, dict[str, Any]]:
 
 def space_points(space: SearchSpace, target: str) -> list[dict[str, Any]]:
     """Every flat point ``target``'s study can suggest; a continuous parameter cannot be replayed."""
-    points: list[dict[str, Any]] = [{TARGET: target}]
-    for param in space.params:
-        if isinstance(param, FloatParam):
-            raise ReplayError(
-                f"{space.source}: {param.name} is continuous; a replayed space takes the grid's values "
-                "(type: categorical)"
-            )
-        values = (
-            list(param.choices)
-            if isinstance(param, CategoricalParam)
-            else list(range(param.low, param.high + 1, param.step))
+    points = enumerate_points(space, target)
+    if points is None:
+        param = next(
+            p
+            for p in space.params
+            if not isinstance(p, CategoricalParam) and not (isinstance(p, IntParam) and not p.log)
         )
-        grown: list[dict[str, Any]] = []
-        for point in points:
-            if all(condition.holds(point) for condition in param.when):
-                grown.extend({**point, param.name: value} for value in values)
-            else:
-                grown.append(point)
-        points = grown
-    return [{k: v for k, v in point.items() if k != TARGET} for point in points]
+        raise ReplayError(
+            f"{space.source}: {param.name} is continuous; a replayed space takes the grid's values "
+            "(type: categorical)"
+        )
+    return points
 
 
 def retrieval_row(grid: str, config: TransferConfig) -> dict[str, Any] | None:

@@ -40,11 +40,9 @@ from ray.tune.utils.util import unflatten_dict
 from search.space import (
     INTERMEDIATE_TASK,
     NO_INTERMEDIATE,
-    TARGET,
     TARGET_TASK,
-    CategoricalParam,
-    IntParam,
     SearchSpace,
+    enumerate_points,
 )
 from trainers import keys
 
@@ -76,24 +74,7 @@ def point_key(params: Mapping[str, Any]) -> Hashable:
 
 def discrete_points(space: SearchSpace, target: str) -> list[dict[str, Any]] | None:
     """Every flat point ``target``'s study can suggest, or None when a parameter is continuous or too many."""
-    points: list[dict[str, Any]] = [{TARGET: target}]
-    for param in space.params:
-        if isinstance(param, CategoricalParam):
-            values: list[Any] = list(param.choices)
-        elif isinstance(param, IntParam) and not param.log:
-            values = list(range(param.low, param.high + 1, param.step))
-        else:
-            return None
-        grown: list[dict[str, Any]] = []
-        for point in points:
-            if all(condition.holds(point) for condition in param.when):
-                grown.extend({**point, param.name: value} for value in values)
-            else:
-                grown.append(point)
-        if len(grown) > MAX_ENUMERATED:
-            return None
-        points = grown
-    return [{k: v for k, v in point.items() if k != TARGET} for point in points]
+    return enumerate_points(space, target, MAX_ENUMERATED)
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:

@@ -71,7 +71,7 @@ from search.space._params import (
     SpaceError,
     TunerSettings,
 )
-from search.space._space import DefineByRun, SearchSpace
+from search.space._space import DefineByRun, SearchSpace, enumerate_points
 from trainers.encoders import KNOWN_LAYER_COUNTS as ENCODER_LAYERS
 
 __all__ = [
@@ -98,6 +98,7 @@ __all__ = [
     "SpaceError",
     "TunerSettings",
     "encoder_layers",
+    "enumerate_points",
     "load_space",
     "space_from_dict",
 ]

@@ -14,6 +14,8 @@ from search.space._params import (
     NO_INTERMEDIATE,
     TARGET,
     TARGET_TASK,
+    CategoricalParam,
+    IntParam,
     Param,
     TunerSettings,
     fail,
@@ -228,3 +230,28 @@ def mixture(value: Any, key: str) -> str:
     if len(set(tasks)) != len(tasks):
         fail(key, f"mixture {value!r} repeats a task")
     return MIXTURE_SEPARATOR.join(tasks)
+
+
+def enumerate_points(
+    space: SearchSpace, target: str, limit: int | None = None
+) -> list[dict[str, Any]] | None:
+    """Every flat point ``target``'s study can suggest (conditions followed), or None when a parameter is
+    continuous (a float, or a log-scaled int) or the points would number more than ``limit``."""
+    points: list[dict[str, Any]] = [{TARGET: target}]
+    for param in space.params:
+        if isinstance(param, CategoricalParam):
+            values: list[Any] = list(param.choices)
+        elif isinstance(param, IntParam) and not param.log:
+            values = list(range(param.low, param.high + 1, param.step))
+        else:
+            return None
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if all(condition.holds(point) for condition in param.when):
+                grown.extend({**point, param.name: value} for value in values)
+            else:
+                grown.append(point)
+        if limit is not None and len(grown) > limit:
+            return None
+        points = grown
+    return [{k: v for k, v in point.items() if k != TARGET} for point in points]
