@@ -363,22 +363,15 @@ def plot_intermediate_depth(points: Sequence[DepthPoint], path: Path) -> None:
                 label=task,
                 s=20,
             )
-            timed = [p for p in cells if p.intermediate_step_s is not None]
-            bottom.scatter(
-                [p.intermediate_depth for p in timed],
-                [p.intermediate_step_s for p in timed],
-                color=colours[task],
-                marker="o",
-                s=20,
-            )
-            timed = [p for p in cells if p.target_step_s is not None]
-            bottom.scatter(
-                [p.intermediate_depth for p in timed],
-                [p.target_step_s for p in timed],
-                color=colours[task],
-                marker="x",
-                s=20,
-            )
+            for field, marker in (("intermediate_step_s", "o"), ("target_step_s", "x")):
+                timed = [p for p in cells if getattr(p, field) is not None]
+                bottom.scatter(
+                    [p.intermediate_depth for p in timed],
+                    [getattr(p, field) for p in timed],
+                    color=colours[task],
+                    marker=marker,
+                    s=20,
+                )
         top.set_title(target)
         top.legend(fontsize=7)
         bottom.set_xlabel("intermediate.freeze_depth")
