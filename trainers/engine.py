@@ -52,8 +52,15 @@ def deepspeed_config(
         "fp16": {"enabled": dtype == "fp16"},
         "optimizer": {
             "type": "AdamW",
-            # Without offload, torch's AdamW: FusedAdam needs CUDA kernels and buys little here.
-            "params": {"lr": phase.learning_rate, "weight_decay": phase.weight_decay, "torch_adam": True}
+            # Without offload, torch's AdamW, fused (one kernel for all tensors, on CPU too: the Trainer's
+            # default too): DeepSpeed's FusedAdam needs CUDA kernels. Per-tensor AdamW cost a 2-layer
+            # encoder's step a quarter of its time on CPU (17.2 vs 13.0 ms, benchmarks/throughput.py).
+            "params": {
+                "lr": phase.learning_rate,
+                "weight_decay": phase.weight_decay,
+                "torch_adam": True,
+                "fused": True,
+            }
             if not ds.offload_optimizer
             else {"lr": phase.learning_rate, "weight_decay": phase.weight_decay},
         },
