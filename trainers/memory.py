@@ -13,6 +13,11 @@ hidden ``h``, FFN size ``f``, ``a`` heads, ``p`` bytes per activation and ``m`` 
 CUDA, the activation's dtype on CPU). Only layers that get gradients save
 anything: the bottom ``freeze_depth`` layers and the embeddings, frozen, save none.
 
+XLM-R XL and XXL (``pre_norm``: transformers' ``XLMRobertaXLModel``) put each LayerNorm before its sub-layer
+instead of after the residual add: a layer still has two LayerNorms and saves the same tensors (one LayerNorm
+input, the first projection's input, ... as above), but the embeddings have no LayerNorm and a final LayerNorm
+follows the last layer; it is never frozen (it sits above every layer) and saves its input, ``p s b h``.
+
 The T5 family (mT5; ``family="t5"``) differs in shape: no biases, RMSNorm (a weight only), no position
 embeddings (a relative-position bias in the first block), attention projections of ``heads x d_kv``
 (``attention``), and in mT5 a gated FFN (``gated``: two input projections). What its blocks save for backward,
@@ -67,6 +72,8 @@ class EncoderShape:
     """Width of the Q, K, V projections (T5's ``num_heads x d_kv``); 0: ``hidden``."""
     gated: bool = False
     """The FFN has two input projections (mT5's gated GeLU)."""
+    pre_norm: bool = False
+    """Pre-LayerNorm layers (XLM-R XL/XXL): no LayerNorm in the embeddings, a final one after the last layer."""
 
     @property
     def attention_width(self) -> int:
@@ -79,7 +86,8 @@ class EncoderShape:
         and the first block's relative-position bias (32 buckets per head), frozen with the embeddings."""
         if self.family == "t5":
             return self.vocab * self.hidden + 32 * self.heads
-        return (self.vocab + self.positions + 1) * self.hidden + 2 * self.hidden
+        layer_norm = 0 if self.pre_norm else 2 * self.hidden
+        return (self.vocab + self.positions + 1) * self.hidden + layer_norm
 
     @property
     def layer_parameters(self) -> int:
@@ -91,8 +99,10 @@ class EncoderShape:
 
     @property
     def final_parameters(self) -> int:
-        """After the last layer: T5's final RMSNorm (never frozen)."""
-        return self.hidden if self.family == "t5" else 0
+        """After the last layer (never frozen): T5's final RMSNorm, a pre-LayerNorm encoder's final LayerNorm."""
+        if self.family == "t5":
+            return self.hidden
+        return 2 * self.hidden if self.pre_norm else 0
 
     @property
     def parameters(self) -> int:
@@ -127,9 +137,13 @@ ENCODER_SHAPES: dict[str, EncoderShape] = {
     "xlm-roberta-large": EncoderShape(24, 1024, 4096, 16, 250002, 514),
     "bert-base-multilingual-cased": EncoderShape(12, 768, 3072, 12, 119547, 512),
     "bert-base-multilingual-uncased": EncoderShape(12, 768, 3072, 12, 105879, 512),
-    # XLM-R XL and XXL (Goyal et al. 2021; facebook/xlm-roberta-xl, -xxl): pre-LayerNorm, a larger vocabulary.
-    "xlm-roberta-xl": EncoderShape(36, 2560, 10240, 32, 250880, 514),
-    "xlm-roberta-xxl": EncoderShape(48, 4096, 16384, 32, 250880, 514),
+    # XLM-R XL and XXL (Goyal et al. 2021): pre-LayerNorm, a larger vocabulary. Both hub configs
+    # (facebook/xlm-roberta-xl, -xxl) name model_type "xlm-roberta-xl" and XLMRobertaXLForMaskedLM, which
+    # AutoModel loads as XLMRobertaXLModel; layers, hidden, FFN, heads and vocabulary as their config.json
+    # (checked against stored copies of the hub's model listings and config snapshots; tests/test_xlmr_xl.py
+    # counts 3.48B and 10.70B parameters in transformers' XLMRobertaXLModel of these shapes).
+    "xlm-roberta-xl": EncoderShape(36, 2560, 10240, 32, 250880, 514, pre_norm=True),
+    "xlm-roberta-xxl": EncoderShape(48, 4096, 16384, 32, 250880, 514, pre_norm=True),
     # tiny-t5: the built-in T5-family encoder; its vocabulary is at most 4,000 pieces.
     "tiny-t5": EncoderShape(2, 64, 128, 2, 4000, 0, "t5", 64, True),
     # mT5's encoder stacks (google/mt5-*: d_model, d_ff, num_heads x d_kv, num_layers; vocabulary 250,112).
@@ -238,10 +252,14 @@ def memory_plan(
             activations += value_bytes * shape.heads * seq * seq * sequences
     else:
         activations = trained_layers * per_layer
-    if frozen_layers == 0:  # the embeddings' LayerNorm input and dropout mask (T5: the dropout's)
-        activations += (value_bytes + mask_bytes) * sequences * seq * shape.hidden
+    if frozen_layers == 0:
+        # The embeddings' LayerNorm input (pre-norm: there is none) and dropout mask (T5: the dropout's).
+        embedding_values = 0 if shape.pre_norm else value_bytes
+        activations += (embedding_values + mask_bytes) * sequences * seq * shape.hidden
     if shape.family == "t5":  # the final RMSNorm's input and its normalised output
         activations += 2 * value_bytes * sequences * seq * shape.hidden
+    if shape.pre_norm:  # the final LayerNorm's input
+        activations += value_bytes * sequences * seq * shape.hidden
     return MemoryPlan(
         weights,
         grads,
