@@ -38,23 +38,45 @@ def build_model(
     freeze_depth: int,
     seed: int,
     gradient_checkpointing: bool = False,
+    engine_config: dict[str, Any] | None = None,
 ) -> TransferModel:
     """Load the encoder (a T5-family checkpoint: its encoder stack alone), add fresh heads (seeded), freeze
-    the bottom ``freeze_depth`` layers, and checkpoint the layers' activations if asked."""
+    the bottom ``freeze_depth`` layers, and checkpoint the layers' activations if asked.
+
+    ``engine_config``: the DeepSpeed config the model will train under (``engine_config`` below). The weights
+    load in its precision, and under ZeRO-3 partitioned from the start (``engines.partitioned_loading``);
+    the heads, made after, are plain parameters in the same type, which the engine partitions in turn.
+    None: the checkpoint's own type, whole (benchmarks, tests).
+    """
+    dtype = None if engine_config is None else engines.weights_dtype(engine_config)
+    partitioning = (
+        engines.partitioned_loading(engine_config)
+        if engine_config is not None and engines.partitions_weights(engine_config)
+        else contextlib.nullcontext()
+    )
     # A hub id is downloaded on first use (minutes for a large encoder): say so rather than stay silent.
     loading = (
         contextlib.nullcontext() if Path(encoder_dir).is_dir() else stage(f"loading encoder {encoder_dir}")
     )
-    with loading:
-        encoder = load_encoder(encoder_dir)
+    with loading, partitioning:
+        encoder = load_encoder(encoder_dir, dtype)
     if hasattr(encoder, "pooler"):
         encoder.pooler = None  # heads read token states; an unused pooler would get no gradient
     torch.manual_seed(seed)
     model = TransferModel(encoder, heads)
+    if dtype is not None:
+        model.heads.to(dtype)  # a zero.Init model DeepSpeed casts none of: the heads must match already
     freeze_bottom(model.encoder, freeze_depth)
     if gradient_checkpointing:
         checkpoint_activations(model.encoder)
     return model
+
+
+def engine_config(
+    runtime: Runtime, phase: PhaseConfig, config: TransferConfig, total_steps: int
+) -> dict[str, Any]:
+    """The DeepSpeed config ``start_engine`` will give the phase's engine (for ``build_model``)."""
+    return engines.deepspeed_config(phase, config.deepspeed, total_steps, runtime.world_size, runtime.device)
 
 
 def start_engine(

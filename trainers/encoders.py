@@ -256,16 +256,19 @@ def sentence_pooling(model_type: str) -> Pooling:
     return "mean" if model_type in T5_ENCODER_CLASSES else "first"
 
 
-def load_encoder(encoder_dir: str) -> Any:
-    """The encoder alone (a ``PreTrainedModel``) from ``encoder_dir`` (a directory or hub id): ``AutoModel``,
-    except the T5 family's encoder stack (``T5_ENCODER_CLASSES``), whose checkpoints hold an encoder-decoder."""
+def load_encoder(encoder_dir: str, dtype: Any = None) -> Any:
+    """The encoder alone (a ``PreTrainedModel``) from ``encoder_dir`` (a directory or hub id): ``AutoModel`` by
+    the config's ``model_type`` (XLM-R XL/XXL's ``xlm-roberta-xl``: ``XLMRobertaXLModel``), except the T5
+    family's encoder stack (``T5_ENCODER_CLASSES``), whose checkpoints hold an encoder-decoder.
+
+    ``dtype`` (a ``torch.dtype``): the weights' type once loaded (the training precision's); None: the
+    checkpoint's own (transformers' ``"auto"``)."""
     import transformers
 
     config: Any = transformers.AutoConfig.from_pretrained(encoder_dir)
     encoder_class = T5_ENCODER_CLASSES.get(str(config.model_type))
-    if encoder_class is None:
-        return transformers.AutoModel.from_pretrained(encoder_dir, config=config)
-    return getattr(transformers, encoder_class).from_pretrained(encoder_dir, config=config)
+    loader = transformers.AutoModel if encoder_class is None else getattr(transformers, encoder_class)
+    return loader.from_pretrained(encoder_dir, config=config, dtype="auto" if dtype is None else dtype)
 
 
 def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:

@@ -7,8 +7,10 @@ its config), so ZeRO stages 0-3 and CPU offload all take the same path, on GPU (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,44 @@ def deepspeed_config(
     }
 
 
+def weights_dtype(config: dict[str, Any]) -> torch.dtype:
+    """The type the engine of ``config`` (``deepspeed_config``'s) keeps the model's weights in: bf16 or fp16
+    when it trains in them, else fp32. Loading the encoder in it halves a 16-bit run's host memory and is
+    what DeepSpeed would cast to anyway (its fp32 master weights start from the 16-bit ones either way)."""
+    if config.get("bf16", {}).get("enabled"):
+        return torch.bfloat16
+    if config.get("fp16", {}).get("enabled"):
+        return torch.float16
+    return torch.float32
+
+
+def partitions_weights(config: dict[str, Any]) -> bool:
+    """Whether the engine of ``config`` partitions the weights themselves over the workers (ZeRO stage 3)."""
+    return int(config["zero_optimization"]["stage"]) == 3
+
+
+@contextlib.contextmanager
+def partitioned_loading(config: dict[str, Any]) -> Iterator[None]:
+    """While open, transformers' ``from_pretrained`` builds a model the ZeRO-3 way (``config``: the phase's
+    engine config, stage 3): under DeepSpeed's ``zero.Init`` every rank allocates only its own partition of
+    each weight, and rank 0 alone reads the checkpoint's values and scatters them, instead of every rank
+    holding the whole model before the engine partitions it. Needs the process group (``init_distributed``).
+
+    transformers finds the config through a weak reference to an ``HfDeepSpeedConfig``: the object is held
+    here while the block runs and the reference cleared after it, so later loads (evaluation, another
+    phase's engine settings) are plain again.
+    """
+    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    held = HfDeepSpeedConfig(config)
+    try:
+        yield
+    finally:
+        unset_hf_deepspeed_config()
+        del held
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainable parameters only, without weight decay on biases and LayerNorm weights."""
     decay: list[nn.Parameter] = []
@@ -140,7 +180,8 @@ def build_engine(
 
     world_size = torch.distributed.get_world_size()
     config = deepspeed_config(phase, ds, total_steps, world_size, device)
-    model.to(device)
+    if not any(hasattr(p, "ds_id") for p in model.parameters()):
+        model.to(device)  # a model built under zero.Init (partitioned_loading) is placed already
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=parameter_groups(model, phase.weight_decay), config=config
     )

@@ -52,11 +52,16 @@ def run(
     )
     # Model and engine.
     heads = [HeadSpec.of(task, labels[task.name]) for task in tasks]
-    model = _phase.build_model(
-        base_encoder, heads, phase.freeze_depth, config.seed, config.model.gradient_checkpointing
-    )
     # The schedule's horizon, not this run's length, sets the learning rate of every step (publish_steps).
     horizon = max(total_steps, phase.schedule_steps or 0)
+    model = _phase.build_model(
+        base_encoder,
+        heads,
+        phase.freeze_depth,
+        config.seed,
+        config.model.gradient_checkpointing,
+        _phase.engine_config(runtime, phase, config, horizon),
+    )
     engine, counts = _phase.start_engine(runtime, model, phase, config, horizon)
     start = _phase.maybe_resume(engine, resume_from, PHASE)
     streams = [

@@ -146,7 +146,12 @@ def checkpoint_activations(encoder: Any) -> None:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """(trainable, total) parameter counts, whole even where ZeRO-3 holds a parameter partitioned."""
+    total = sum(parameter_numel(p) for p in model.parameters())
+    trainable = sum(parameter_numel(p) for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def parameter_numel(parameter: nn.Parameter) -> int:
+    """Elements of the whole parameter: a ZeRO-3 partitioned one holds an empty tensor and its size in ``ds_numel``."""
+    return int(getattr(parameter, "ds_numel", parameter.numel()))

@@ -60,7 +60,12 @@ def run(
     # Model and engine: the head is named after the target task, whatever task supplied the train data.
     head = HeadSpec(target.name, train_task.type, len(labels))
     model = _phase.build_model(
-        encoder_dir, [head], phase.freeze_depth, config.seed, config.model.gradient_checkpointing
+        encoder_dir,
+        [head],
+        phase.freeze_depth,
+        config.seed,
+        config.model.gradient_checkpointing,
+        _phase.engine_config(runtime, phase, config, total_steps),
     )
     engine, counts = _phase.start_engine(runtime, model, phase, config, total_steps)
     start = _phase.maybe_resume(engine, resume_from, PHASE)

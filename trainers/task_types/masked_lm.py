@@ -143,7 +143,8 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, embeddings: nn.Embedding, hidden: int, tie: bool, scale: float = 1.0) -> None:
         super().__init__()
-        vocab_size, width = embeddings.weight.shape
+        # Under ZeRO-3 partitioned loading the weight holds an empty partition; its whole shape is ds_shape.
+        vocab_size, width = getattr(embeddings.weight, "ds_shape", embeddings.weight.shape)
         self.vocab_size = int(vocab_size)
         self.scale = scale
         """Multiplies the states the vocabulary reads (T5's tied head: ``d_model ** -0.5``)."""
