@@ -29,8 +29,10 @@ When the completed trials used more than one encoder (spaces/encoders.yaml, scal
 
 When they froze the intermediate phase at more than one depth (spaces/freeze.yaml):
 
-(i) ``intermediate_depth.png``: per target, zero_shot_avg and seconds per intermediate and target step
-    (``time/<phase>_step_s``) against ``intermediate.freeze_depth``.
+(i) ``intermediate_depth.png``: per target, zero_shot_avg, seconds per intermediate and target step
+    (``time/<phase>_step_s``) and, where the trials logged it, each phase's peak memory
+    (``memory/<phase>_cuda_peak_mib``, or on CPU ``memory/<phase>_rss_peak_mib``) against
+    ``intermediate.freeze_depth``.
 
 Retrieval targets evaluated without trials (``search/retrieval_eval.py``) are a table in ``summary.md``
 (``search/retrieval_table.py``), not columns of the plots; a search of retrieval targets alone gets

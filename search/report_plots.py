@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.report_scale import MEMORY_MEASURES, memory_measure
 from search.results import TEST_METRIC, Trial, languages_of
 from search.space import NO_INTERMEDIATE as BASELINE
 from trainers import keys
@@ -339,18 +340,26 @@ def plot_gain_vs_size(gains: Sequence[EncoderGain], path: Path) -> None:
 
 
 def plot_intermediate_depth(points: Sequence[DepthPoint], path: Path) -> None:
-    """(i) Per target, zero_shot_avg (top) and seconds per intermediate and target step (bottom) against
-    intermediate.freeze_depth, colour = intermediate task; the none trials' score is a grey line."""
+    """(i) Per target, zero_shot_avg (top), seconds per intermediate and target step (middle) and, where the
+    trials logged it, each phase's peak memory (bottom) against intermediate.freeze_depth; colour =
+    intermediate task; the none trials' score is a grey line."""
     plt = _pyplot()
     targets = list(dict.fromkeys(p.target for p in points))
+    measure = memory_measure(points)
+    rows = 3 if measure else 2
     fig, axes = plt.subplots(
-        2, max(1, len(targets)), figsize=(4.6 * max(1, len(targets)), 6.4), squeeze=False
+        rows, max(1, len(targets)), figsize=(4.6 * max(1, len(targets)), 3.2 * rows), squeeze=False
     )
     tasks = sorted({p.intermediate for p in points} - {BASELINE})
     colours = {task: plt.get_cmap("tab10")(i % 10) for i, task in enumerate(tasks)}
+    # Each lower row: one series per phase (o intermediate, x target) of one DepthPoint field; the memory row
+    # only the points of the measure it draws.
+    series = [(1, ("intermediate_step_s", "target_step_s"))]
+    if measure:
+        series.append((2, ("intermediate_peak_mib", "target_peak_mib")))
     for col, target in enumerate(targets):
         mine = [p for p in points if p.target == target]
-        top, bottom = axes[0][col], axes[1][col]
+        top = axes[0][col]
         base = [p.score for p in mine if p.intermediate == BASELINE]
         if base:
             top.axhline(sum(base) / len(base), color="#7f7f7f", linestyle="--", label="none (mean)")
@@ -363,21 +372,26 @@ def plot_intermediate_depth(points: Sequence[DepthPoint], path: Path) -> None:
                 label=task,
                 s=20,
             )
-            for field, marker in (("intermediate_step_s", "o"), ("target_step_s", "x")):
-                timed = [p for p in cells if getattr(p, field) is not None]
-                bottom.scatter(
-                    [p.intermediate_depth for p in timed],
-                    [getattr(p, field) for p in timed],
-                    color=colours[task],
-                    marker=marker,
-                    s=20,
-                )
+            for row, fields in series:
+                measured = [p for p in cells if row == 1 or p.memory_measure == measure]
+                for field, marker in zip(fields, ("o", "x"), strict=True):
+                    shown = [p for p in measured if getattr(p, field) is not None]
+                    axes[row][col].scatter(
+                        [p.intermediate_depth for p in shown],
+                        [getattr(p, field) for p in shown],
+                        color=colours[task],
+                        marker=marker,
+                        s=20,
+                    )
         top.set_title(target)
         top.legend(fontsize=7)
-        bottom.set_xlabel("intermediate.freeze_depth")
+        axes[rows - 1][col].set_xlabel("intermediate.freeze_depth")
     axes[0][0].set_ylabel(TEST_METRIC)
     axes[1][0].set_ylabel("s per step (o intermediate, x target)")
-    fig.suptitle("Intermediate-phase freeze depth: score and step time", fontsize=11)
+    if measure:
+        axes[2][0].set_ylabel(f"{MEMORY_MEASURES[measure][1]} (o, x)")
+    title = "score, step time and peak memory" if measure else "score and step time"
+    fig.suptitle(f"Intermediate-phase freeze depth: {title}", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
 

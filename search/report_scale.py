@@ -1,5 +1,6 @@
 """The numbers of ``xstilts report``'s encoder and freeze-depth views (spaces/encoders.yaml, scale.yaml,
-freeze.yaml): gain over the same encoder's no-intermediate trials, and per freeze depth, score and step time.
+freeze.yaml): gain over the same encoder's no-intermediate trials, and per freeze depth, score, step time
+and peak memory.
 
 Read from the trials ``search/results.py`` returns; ``search/report_plots.py`` renders them."""
 
@@ -83,7 +84,7 @@ def varies_encoder(trials: Sequence[Trial]) -> bool:
 
 @dataclass(frozen=True)
 class DepthPoint:
-    """One completed trial at its freeze depths: its score and its phases' mean step times."""
+    """One completed trial at its freeze depths: its score and its phases' mean step times and peak memory."""
 
     target: str
     intermediate: str
@@ -97,6 +98,28 @@ class DepthPoint:
     """Mean seconds per intermediate step (``time/intermediate_step_s``; None when reused from the cache)."""
     target_step_s: float | None
     """Mean seconds per target step (``time/target_step_s``)."""
+    intermediate_peak_mib: float | None = None
+    """The intermediate phase's peak memory (``memory_measure`` says which; None when not logged or reused)."""
+    target_peak_mib: float | None = None
+    """The target phase's peak memory."""
+    memory_measure: str | None = None
+    """``cuda`` (``torch.cuda.max_memory_allocated``) or ``rss`` (the CPU process's peak resident set)."""
+
+
+MEMORY_MEASURES = {
+    "cuda": (keys.MEMORY_CUDA_PEAK_MIB, "GPU peak MiB (max_memory_allocated)"),
+    "rss": (keys.MEMORY_RSS_PEAK_MIB, "process peak RSS MiB (CPU)"),
+}
+"""Each peak-memory measure a phase may log: its metric and the axis label that names it."""
+
+
+def _peaks(trial: Trial) -> tuple[float | None, float | None, str | None]:
+    """(intermediate, target) peak MiB of ``trial`` and their measure: CUDA's where logged, else the CPU one."""
+    for measure, (key, _label) in MEMORY_MEASURES.items():
+        found = [trial.metric(key.format(phase=phase)) for phase in ("intermediate", "target")]
+        if any(value is not None for value in found):
+            return found[0], found[1], measure
+    return None, None, None
 
 
 def _depth(trial: Trial, key: str) -> int | None:
@@ -121,9 +144,17 @@ def depth_points(trials: Sequence[Trial]) -> list[DepthPoint]:
                 score,
                 t.metric(keys.TIME_STEP_S.format(phase="intermediate")),
                 t.metric(keys.TIME_STEP_S.format(phase="target")),
+                *_peaks(t),
             )
         )
     return points
+
+
+def memory_measure(points: Sequence[DepthPoint]) -> str | None:
+    """The peak-memory measure the freeze-depth view draws: ``cuda`` where any trial logged it (trials on CPU
+    measured something else, not drawn on the same axis), else ``rss``, else None (no memory row)."""
+    logged = {p.memory_measure for p in points} - {None}
+    return next((measure for measure in MEMORY_MEASURES if measure in logged), None)
 
 
 def varies_intermediate_depth(points: Sequence[DepthPoint]) -> bool:
@@ -132,11 +163,13 @@ def varies_intermediate_depth(points: Sequence[DepthPoint]) -> bool:
 
 
 __all__ = [
+    "MEMORY_MEASURES",
     "DepthPoint",
     "EncoderGain",
     "depth_points",
     "encoder_gains",
     "encoder_of",
+    "memory_measure",
     "varies_encoder",
     "varies_intermediate_depth",
 ]

@@ -9,8 +9,15 @@ import pytest
 
 from search import tracking
 from search.report_plots import plot_encoder_gains, plot_gain_vs_size, plot_intermediate_depth
-from search.report_scale import depth_points, encoder_gains, varies_encoder, varies_intermediate_depth
+from search.report_scale import (
+    depth_points,
+    encoder_gains,
+    memory_measure,
+    varies_encoder,
+    varies_intermediate_depth,
+)
 from search.results import Trial
+from trainers import keys
 from trainers.memory import ENCODER_SHAPES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,3 +104,47 @@ def test_the_plots_are_written(tmp_path: Path) -> None:
     plot_intermediate_depth(depth_points(trials), tmp_path / "intermediate_depth.png")
     for name in ("encoder_gains.png", "gain_size.png", "intermediate_depth.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def _with_memory(t: Trial, measure_key: str, peaks: tuple[float, float]) -> Trial:
+    """``t`` with each phase's peak memory logged under ``measure_key`` (one of keys.MEMORY_PEAK_KEYS)."""
+    for phase, peak in zip(("intermediate", "target"), peaks, strict=True):
+        t.metrics[measure_key.format(phase=phase)] = peak
+    return t
+
+
+def _png_height(path: Path) -> int:
+    """The height in pixels a PNG's header gives (IHDR: width, then height, big-endian)."""
+    return int.from_bytes(path.read_bytes()[20:24], "big")
+
+
+def test_depth_points_carry_peak_memory_and_the_plot_draws_it_when_logged(tmp_path: Path) -> None:
+    cuda, rss = keys.MEMORY_CUDA_PEAK_MIB, keys.MEMORY_RSS_PEAK_MIB
+    timed = [
+        trial("a", "xnli", "xlm-roberta-large", "mnli", 72.0, depths=(0, 0), step_s=(0.4, 0.5)),
+        trial("b", "xnli", "xlm-roberta-large", "mnli", 71.0, depths=(12, 0), step_s=(0.25, 0.5)),
+    ]
+    plain = depth_points(timed)
+    assert memory_measure(plain) is None
+    assert [p.intermediate_peak_mib for p in plain] == [None, None]
+
+    on_gpu = [
+        _with_memory(timed[0], cuda, (9000.0, 7000.0)),
+        _with_memory(timed[1], cuda, (6000.0, 7000.0)),
+        _with_memory(
+            trial("c", "xnli", "xlm-roberta-large", "mnli", 70.0, depths=(20, 0)), rss, (800.0, 700.0)
+        ),
+    ]
+    points = depth_points(on_gpu)
+    assert [(p.intermediate_peak_mib, p.target_peak_mib, p.memory_measure) for p in points] == [
+        (9000.0, 7000.0, "cuda"),
+        (6000.0, 7000.0, "cuda"),
+        (800.0, 700.0, "rss"),
+    ]
+    assert memory_measure(points) == "cuda"  # the CPU trial's RSS is not drawn on the GPU figure's axis
+    assert memory_measure(points[2:]) == "rss"
+
+    plot_intermediate_depth(plain, tmp_path / "without.png")
+    plot_intermediate_depth(points, tmp_path / "with.png")
+    # The memory row is a third row of axes under score and step time: the figure is half as tall again.
+    assert _png_height(tmp_path / "with.png") > 1.3 * _png_height(tmp_path / "without.png")

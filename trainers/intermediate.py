@@ -15,6 +15,7 @@ from trainers.config import IntermediateConfig, TransferConfig
 from trainers.data import collate
 from trainers.evaluation import evaluate
 from trainers.modeling import HeadSpec
+from trainers.peak_memory import PhasePeakMemory
 from trainers.prepare import eval_set, label_names_for, load_tokenizer, train_features
 from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
@@ -38,6 +39,7 @@ def run(
     """
     phase: IntermediateConfig = config.intermediate  # type: ignore[assignment]
     timer = _phase.Timer()
+    peak_memory = PhasePeakMemory(runtime.device)  # the whole phase, loading included
     # Setup: data for every task of the mixture.
     tokenizer = load_tokenizer(base_encoder)
     tasks = [get_task(name) for name in phase.tasks]
@@ -120,5 +122,6 @@ def run(
         )
     _phase.save_encoder(runtime, engine, tokenizer, output_dir, config)
     metrics[keys.TIME_PHASE_S.format(phase=PHASE)] = timer.seconds()
+    metrics.update(peak_memory.metrics(PHASE))
     metrics[keys.TIME_STEP_S.format(phase=PHASE)] = stepping.seconds() / max(1, total_steps - start)
     return metrics

@@ -64,6 +64,15 @@ TIME_FIRST_STEP_AT = "time/first_step_at"
 TIME_LAST_STEP_AT = "time/last_step_at"
 """Wall clock (Unix seconds) when the job's last optimizer step ended: evaluation and teardown come after."""
 
+MEMORY_CUDA_PEAK_MIB = "memory/{phase}_cuda_peak_mib"
+"""MiB of GPU memory torch held in tensors at a training phase's peak (``torch.cuda.max_memory_allocated``, reset
+when the phase starts: the whole phase, from loading the encoder to its end); what the memory plan estimates."""
+MEMORY_RSS_PEAK_MIB = "memory/{phase}_rss_peak_mib"
+"""On CPU instead: MiB of the worker process's peak resident set during the phase (Linux ``VmHWM``, reset when
+the phase starts): the whole process, interpreter and data included, not the model's share alone."""
+MEMORY_PEAK_KEYS = (MEMORY_CUDA_PEAK_MIB, MEMORY_RSS_PEAK_MIB)
+"""The peak-memory metrics a phase may report (``trainers/peak_memory.py``), the CUDA one first."""
+
 COST_GPU_S = "cost/gpu_s"
 """Device-seconds a trial has held so far: its wall time since launch x its workers (one GPU each on a
 GPU cluster), start-up included; reported with every result, so an early-stopped trial is priced too."""

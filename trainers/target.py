@@ -17,6 +17,7 @@ from trainers.data import DataError, collate, resolve_english_dev, resolve_train
 from trainers.evaluation import evaluate
 from trainers.metrics import primary
 from trainers.modeling import HeadSpec
+from trainers.peak_memory import PhasePeakMemory
 from trainers.prepare import EvalSet, eval_set, label_names_for, load_tokenizer, train_features
 from trainers.progress import PhaseProgress
 from trainers.runtime import Runtime
@@ -46,6 +47,7 @@ def run(
     """Fine-tune; return the DeepSpeed engine (for zero-shot evaluation) and the phase's metrics."""
     phase: TargetConfig = config.target
     timer = _phase.Timer()
+    peak_memory = PhasePeakMemory(runtime.device)  # the whole phase, loading included
     # Setup: English train data (possibly another registry task's, e.g. SQuAD for XQuAD) and English dev.
     target = get_task(phase.task)
     train_task = resolve_train_task(target)
@@ -140,5 +142,6 @@ def run(
         **english_dev(),
     }
     metrics[keys.TIME_PHASE_S.format(phase=PHASE)] = timer.seconds()
+    metrics.update(peak_memory.metrics(PHASE))
     metrics[keys.TIME_STEP_S.format(phase=PHASE)] = stepping.seconds() / max(1, total_steps - start)
     return engine, metrics

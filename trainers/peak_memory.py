@@ -1,0 +1,65 @@
+"""Peak memory of one training phase, measured where it runs, for the freeze-depth study's memory column.
+
+On CUDA: the most device memory torch's allocator held for tensors during the phase
+(``torch.cuda.max_memory_allocated``, its peak statistic reset when the phase starts), the figure the memory
+plan (``trainers/memory.py``) estimates; the CUDA context and the allocator's cached blocks are not in it.
+On CPU there is no allocator statistic: the nearest honest measure is the process's peak resident set
+during the phase (Linux's ``VmHWM``, reset when the phase starts by writing 5 to ``/proc/self/clear_refs``).
+It is the whole process (interpreter, libraries, data, the model), so it is larger than the plan's
+estimate; across freeze depths of one setup, its differences are what the depth changed. Where that reset
+is not allowed (not Linux), no CPU figure is reported rather than one that would include earlier phases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from trainers import keys
+
+MIB = 1024**2
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _resident_peak_bytes() -> int | None:
+    """This process's peak resident set since its last reset (``VmHWM``), or None where /proc has none."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        return None
+    return None
+
+
+def _reset_resident_peak() -> bool:
+    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0); False where that is not possible."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class PhasePeakMemory:
+    """Started when a phase starts; ``metrics(phase)`` at its end gives the phase's peak as a metric."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.resident = False
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            self.resident = _reset_resident_peak() and _resident_peak_bytes() is not None
+
+    def metrics(self, phase: str) -> dict[str, float]:
+        """``memory/<phase>_cuda_peak_mib`` on CUDA, ``memory/<phase>_rss_peak_mib`` on CPU (none if unmeasured)."""
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return {keys.MEMORY_CUDA_PEAK_MIB.format(phase=phase): peak / MIB}
+        resident = _resident_peak_bytes() if self.resident else None
+        if resident is None:
+            return {}
+        return {keys.MEMORY_RSS_PEAK_MIB.format(phase=phase): resident / MIB}
