@@ -9,12 +9,13 @@ Replays searches against the recorded grid (``benchmarks/grid.py``), over ``--se
 (c) ``tune_no_reuse``: Ray Tune + Optuna TPE + ASHA as a user would set it up: the real driver
     (``xstilts search --replay``), no seeded points, every trial training its own intermediate model,
     ``tuner.refine: off`` (since issue 11 the driver still never repeats a configuration);
-(d) ``xstilts``: the real driver as it is (seeded baseline first, targets one after another, the
-    intermediate-checkpoint cache shared by trials and targets, the searcher's rules of
-    ``search/searcher.py`` with the default ``tuner.refine``); saved outcomes of the driver before
-    those rules are kept in ``search_efficiency_outcomes.jsonl`` as ``xstilts_before_issue_11``;
-(e) ``xstilts_warm``: the same with ``--warm-start`` (later targets first try the earlier ones' best
-    intermediate settings);
+(d) ``xstilts``: the real driver as it is (seeded baseline first, every target's study at once taking
+    turns at the one trial slot, the intermediate-checkpoint cache shared by trials and targets, the
+    searcher's rules of ``search/searcher.py`` with the default ``tuner.refine``); saved outcomes of the
+    driver before those rules are kept in ``search_efficiency_outcomes.jsonl`` as
+    ``xstilts_before_issue_11``;
+(e) ``xstilts_warm``: the same with ``--warm-start`` (each study first tries the other targets' best
+    intermediate settings as they appear);
 (f) ``xstilts_cheap_first``: the same with ``tuner.refine: cheap_first`` (the best trial's neighbours on
     trained intermediate checkpoints before those that need a new training).
 

@@ -15,6 +15,8 @@ from trainers import keys  # standard library only
 T = TypeVar("T")
 
 DEFAULT_RUN_CONFIG = "defaults/run.yaml"
+WARM_WITHIN = "\0within"
+"""``--warm-start`` given without a search name (no search name can be this)."""
 
 
 def options_from(cls: type[T], args: argparse.Namespace) -> T:
@@ -73,6 +75,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         print(dry_run(space, args.targets, args.max_concurrent_trials))
         return 0
+    # --warm-start alone: within the search; --warm-start SEARCH: from that earlier search too.
+    args.warm_start_from = None if args.warm_start in (None, WARM_WITHIN) else args.warm_start
+    args.warm_start = args.warm_start is not None
+    if args.warm_start_from is not None:
+        from search.warm_start import check_earlier  # no Ray or Optuna: a file check
+
+        check_search_name(args.warm_start_from)
+        check_earlier(SearchLayout(args.warm_start_from, args.storage))
     from search.tuner import SearchOptions, run_search
 
     options = options_from(SearchOptions, args)
@@ -312,8 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--warm-start",
-        action="store_true",
-        help="start each target's study from the intermediate settings of the earlier targets' best trials",
+        nargs="?",
+        const=WARM_WITHIN,
+        metavar="SEARCH",
+        help="each target's study also tries the intermediate settings of the other targets' best finished "
+        "trials as they appear; with SEARCH (an earlier search under the same --storage), it first tries that "
+        "search's best configurations and intermediate settings that the space allows",
     )
     search.add_argument(
         "--replay",

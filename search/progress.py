@@ -5,6 +5,8 @@ of about ``XSTILTS_PROGRESS_EVERY_S``. ``ProgressTable`` is a ``CLIReporter`` (`
 Tune's legacy output engine: the default one ignores custom reporters) that keeps each trial's latest
 progress, so that a result without it (a phase's own) does not blank the row, and shows it as columns;
 a trial the stall watchdog (``search/watchdog.py``) has flagged shows how long it has been silent.
+Every target's study prints its own table (they run at once, ``search/concurrency.py``); each table names
+its study under Tune's ``== Status ==`` line.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class ProgressTable(CLIReporter):
         metric: str | None,
         watch: StallWatch | None = None,
         settings: ProgressSettings | None = None,
+        study: str | None = None,
     ) -> None:
         every_s = (settings or ProgressSettings.from_env()).every_s
         columns = {_CELL.format(c): c for c in (*COLUMNS, STALLED)}
@@ -84,6 +87,8 @@ class ProgressTable(CLIReporter):
             print_intermediate_tables=True,
         )  # metric and mode: Tune hands the experiment's to the reporter
         self.watch = watch
+        self.study = study
+        """The study (``<search>.<target>``) the table belongs to, shown in it."""
         self._progress: dict[str, dict[str, Any]] = {}  # trial id -> its latest progress/* (and FINISHED)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -113,8 +118,10 @@ class ProgressTable(CLIReporter):
         return out
 
     def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
-        """Print Tune's status table with the progress columns."""
-        super().report(self.shown(trials), done, *sys_info)
+        """Print Tune's status table with the progress columns, naming the study."""
+        # Tables pickled before the field existed (a resumed search) have none.
+        named = (f"Study: {self.study}",) if getattr(self, "study", None) else ()
+        super().report(self.shown(trials), done, *named, *sys_info)
 
 
 __all__ = ["COLUMNS", "STALLED", "ProgressTable", "progress_cells"]

@@ -2,21 +2,24 @@
 
 Each target is its own Tune experiment ``<storage>/<search>/<target>`` and its own Optuna study
 (kept in an SQLite RDB next to it), because the best intermediate task differs per target and the
-scores of different targets are not comparable. All targets share the intermediate-checkpoint
-cache, so an intermediate task trained for one target is reused by the others. Retrieval targets (BUCC,
-Tatoeba) get no study: after the studies they are evaluated on the base encoder and on every intermediate
-checkpoint the trials used (``search/retrieval_eval.py``).
+scores of different targets are not comparable. The studies run at the same time, each ``fit()`` in a
+thread of the driver (``search/concurrency.py``): they share the cluster's trial slots and the
+intermediate-checkpoint cache, so an intermediate task trained for one target is reused by the others
+while they run. Retrieval targets (BUCC, Tatoeba) get no study: after the studies they are evaluated on
+the base encoder and on every intermediate checkpoint the trials used (``search/retrieval_eval.py``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from search import tracking
 from search.checks import check_search_name
+from search.concurrency import SlotGate, StudyThread, register_gate, run_concurrently, unregister_gate
 from search.launch import init_ray, nodes_without
 from search.layout import DEFAULT_STORAGE, SearchLayout
 from search.outbox import BufferedTracker
@@ -47,6 +50,7 @@ from search.space import (
     load_space,
 )
 from search.trial import TrialSettings, run_trial, trial_config
+from search.warm_start import check_earlier, earlier_points
 from search.watchdog import StallWatch
 from trainers import keys
 from trainers.config import ConfigError
@@ -91,8 +95,11 @@ class SearchOptions:
     reuse_intermediate: bool = True
     """With ``replay``: reuse published intermediate checkpoints; ``False`` charges every trial its own."""
     warm_start: bool = False
-    """Each target's study first tries the intermediate settings of the earlier targets' best trials
-    (opt-in until the search benchmark shows what it saves)."""
+    """Each target's study tries the intermediate settings of the other targets' best finished trials as
+    they appear (opt-in until the search benchmark shows what it saves)."""
+    warm_start_from: str | None = None
+    """An earlier search (under the same storage) whose best configurations and intermediate settings
+    each study tries first (``search/warm_start.py``)."""
 
 
 @dataclass
@@ -106,8 +113,6 @@ class StudyOutcome:
     early_stopped: int
     failed: int
     best: dict[str, Any] | None
-    leaders: list[dict[str, Any]] = field(default_factory=list)
-    """The intermediate settings of its best completed trials, best first (later targets start from them)."""
 
 
 def preflight_space(space: SearchSpace) -> None:
@@ -151,16 +156,24 @@ def _scheduler(space: SearchSpace) -> Any:
 def _searcher(
     space: SearchSpace,
     target: str,
-    study_name: str,
-    optuna_url: str,
+    layout: SearchLayout,
     cache_root: str,
-    warm: list[dict[str, Any]] | None = None,
+    first: list[dict[str, Any]] | None = None,
+    warm_from: tuple[str, ...] = (),
+    hold_waiting: bool = False,
 ) -> Any:
-    """The study's searcher: TPE, its proposals through the rules of ``search/searcher.py``."""
+    """The study's searcher: TPE, its proposals through the rules of ``search/searcher.py``.
+
+    ``first``: points tried before the space's own (an earlier search's, ``--warm-start SEARCH``);
+    ``warm_from``: the studies whose leaders it tries as they appear (``--warm-start``); the search's
+    trial slots are shared with the other studies through the gate registered under its local root;
+    ``hold_waiting``: trials hold their worker's GPU from the start (in-process), so a proposal that would
+    wait for another trial's intermediate checkpoint is held back until it is published.
+    """
     import optuna
 
-    points = space.points_for(target)
-    points += [point for point in warm or [] if point not in points]
+    points = list(first or [])
+    points += [point for point in space.points_for(target) if point not in points]
     sampler = optuna.samplers.TPESampler(
         seed=space.tuner.sampler_seed,
         multivariate=True,
@@ -168,22 +181,25 @@ def _searcher(
         # The seeded points plus a few random trials before TPE models the space.
         n_startup_trials=len(points) + 2,
     )
-    storage = optuna.storages.RDBStorage(optuna_url)
+    storage = optuna.storages.RDBStorage(layout.optuna_url)
     proposer = Proposer(
         space,
         target,
         CachedCheckpoints(space, target, cache_root),
         refine=space.tuner.refine,
         seed=space.tuner.sampler_seed,
+        warm_from=warm_from,
     )
     return ProposingOptunaSearch(
         proposer,
+        gate=str(layout.local_root),
+        hold_waiting=hold_waiting,
         space=DefineByRun(space, target),
         metric=space.tuner.metric,
         mode=space.tuner.mode,
         points_to_evaluate=points or None,
         sampler=sampler,
-        study_name=study_name,
+        study_name=layout.study_name(target),
         storage=storage,
     )
 
@@ -216,31 +232,7 @@ def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> 
         len(rows) - len(completed) - failed,
         failed,
         best,
-        _leaders(completed, metric, mode),
     )
-
-
-WARM_START_TOP = 2
-"""How many of a finished study's best distinct intermediate settings later targets' studies try first."""
-
-
-def _leaders(completed: list[tuple[Any, dict[str, Any]]], metric: str, mode: str) -> list[dict[str, Any]]:
-    """The intermediate part (task and intermediate.*) of the best completed trials, distinct, best first."""
-    sign = 1 if mode == "max" else -1
-    scored = [(result, metrics) for result, metrics in completed if metric in metrics]
-    ranked = sorted(scored, key=lambda rm: -sign * rm[1][metric])
-    leaders: list[dict[str, Any]] = []
-    for result, _ in ranked:
-        point = {
-            k: v
-            for k, v in (result.config or {}).items()
-            if k == INTERMEDIATE_TASK or k.startswith("intermediate.")
-        }
-        if point and point not in leaders:
-            leaders.append(point)
-        if len(leaders) == WARM_START_TOP:
-            break
-    return leaders
 
 
 def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
@@ -250,10 +242,10 @@ def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
     return [StallWatch(stall_after_s, tracker.flag_stalled, tracker.clear_stalled)]
 
 
-def _progress_table(space: SearchSpace, watch: list[Any]) -> ProgressTable:
-    """Tune's status table with each trial's phase, step, ETA, loss, dev score and stall flag."""
+def _progress_table(space: SearchSpace, watch: list[Any], study: str) -> ProgressTable:
+    """Tune's status table of ``study`` with each trial's phase, step, ETA, loss, dev score and stall flag."""
     stall = next((w for w in watch if isinstance(w, StallWatch)), None)
-    return ProgressTable(space.tuner.metric, stall)
+    return ProgressTable(space.tuner.metric, stall, study=study)
 
 
 def _trial_function(settings: TrialSettings, options: SearchOptions) -> Any:
@@ -268,6 +260,54 @@ def _trial_function(settings: TrialSettings, options: SearchOptions) -> Any:
     return tune.with_parameters(replay_trial, settings=settings, replay=replay)
 
 
+def _registered(trainable: Any, target: str) -> str:
+    """``trainable`` registered with Tune as ``<function>.<target>``; its name is what each study's Tuner gets.
+
+    Tune registers a trainable under its function's name in a process-wide registry that trial actors
+    read it back from; two studies' trainables (one function, different settings) would take one name,
+    the later one's settings serving both, and two ``fit()`` calls registering at once race on the
+    registry's dict. Registered here, in the driver's main thread, under one name per target, each
+    study's ``fit()`` registers nothing.
+    """
+    from ray import tune
+
+    name = f"{getattr(trainable, '__name__', 'trial')}.{target}"
+    tune.register_trainable(name, trainable, warn=False)
+    return name
+
+
+def _run_studies(
+    name: str, layout: SearchLayout, studies: list[StudyThread], slots: int, space: SearchSpace
+) -> list[StudyOutcome]:
+    """Every study's ``fit()`` at once, sharing ``slots`` trial slots; what each found, in target order.
+
+    Raises the first study's error (the others stopped, resumable), or ``SearchInterrupted`` naming the
+    targets Ctrl-C left unfinished.
+    """
+    key = str(layout.local_root)
+    stop = threading.Event()
+    register_gate(key, SlotGate(slots, tuple(layout.study_name(study.name) for study in studies), stop=stop))
+    try:
+        interrupted = run_concurrently(studies, stop)
+    finally:
+        unregister_gate(key)
+    failed = next((study.error for study in studies if study.error is not None), None)
+    if failed is not None:
+        raise failed
+    # Tune ends a study's fit() early without raising on Ctrl-C: its unfinished trials are left.
+    unfinished = [
+        study.name
+        for study in studies
+        if study.result.num_terminated + study.result.num_errors < len(study.result)
+    ]
+    if interrupted or unfinished:
+        left = f" with unfinished trials in {', '.join(unfinished)}" if unfinished else ""
+        raise SearchInterrupted(f"search {name!r} was interrupted{left}; continue it with --resume")
+    return [
+        _outcome(name, study.name, study.result, space.tuner.metric, space.tuner.mode) for study in studies
+    ]
+
+
 def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
     """Run (or resume) every trained target's study, then evaluate the retrieval targets; return what each found.
 
@@ -279,6 +319,11 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
     space = load_space(options.space)
     name = options.name or space.name
     check_search_name(name)
+    if options.warm_start_from is not None:
+        check_search_name(options.warm_start_from)
+        if options.warm_start_from == name:
+            raise SearchError(f"--warm-start {name}: a search cannot start from itself")
+        check_earlier(SearchLayout(options.warm_start_from, options.storage))
     targets = options.targets or list(space.targets)
     unknown = [t for t in targets if t not in space.targets]
     if unknown:
@@ -335,7 +380,13 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
     experiment = tracking.experiment_id(uri, layout.experiment_name)
     outcomes: list[StudyOutcome | RetrievalOutcome] = []
     retrieval = [t for t in targets if is_retrieval(t)]
-    warm: list[dict[str, Any]] = []
+    trained = [t for t in targets if t not in retrieval]
+    first = (
+        earlier_points(space, trained, SearchLayout(options.warm_start_from, options.storage))
+        if options.warm_start_from
+        else {}
+    )
+    slots = concurrent_trials(space, reach.total, options.max_concurrent_trials)
     # The parent run ends FINISHED when every study ran, FAILED on any error or interruption.
     params = {
         keys.SPACE_PARAM: options.space,
@@ -343,7 +394,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
         keys.OBJECTIVE_PARAM: space.tuner.metric,  # what select and report read back (search.results)
     }
     with tracking.search_run(uri, experiment, name, params) as parent:
-        for target in [t for t in targets if t not in retrieval]:
+        studies: list[StudyThread] = []
+        for target in trained:
             settings = TrialSettings(
                 space=space,
                 target=target,
@@ -354,8 +406,11 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
             # A trial whose one worker runs in its own process holds that worker's resources; otherwise the
             # trial function only waits on its Train job, whose workers hold them, and Tune needs a
             # non-empty request: a sliver of the head (on a cluster) or of a CPU.
-            trainable = tune.with_resources(
-                _trial_function(settings, options), trial_actor_resources(space, reach.total)
+            trainable = _registered(
+                tune.with_resources(
+                    _trial_function(settings, options), trial_actor_resources(space, reach.total)
+                ),
+                target,
             )
             in_process = options.replay is None and runs_in_process(space.base_config(target).scaling)
             path = layout.tune_path(target)
@@ -372,24 +427,40 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                 layout.journal(target),
             )
             if options.resume and tune.Tuner.can_restore(path):
-                tuner = tune.Tuner.restore(
-                    path, trainable=trainable, resume_unfinished=True, resume_errored=True
-                )
+                try:
+                    tuner = tune.Tuner.restore(
+                        path, trainable=trainable, resume_unfinished=True, resume_errored=True
+                    )
+                except ValueError as error:
+                    if "trainable" not in str(error):
+                        raise
+                    # Its studies ran one after another under one trainable name (see _registered).
+                    raise SearchError(
+                        f"search {name!r} was started by an xstilts that ran targets one after another; "
+                        "resume it with that version, or start a new search"
+                    ) from None
             else:
                 watch = _watchdog(options.stall_after_s, tracker)
+                others = tuple(layout.study_name(t) for t in trained if t != target)
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(
                         search_alg=_searcher(
-                            space, target, layout.study_name(target), layout.optuna_url, cache_root, warm
+                            space,
+                            target,
+                            layout,
+                            cache_root,
+                            first.get(target),
+                            others if options.warm_start else (),
+                            hold_waiting=in_process,
                         ),
                         scheduler=_scheduler(space),
                         num_samples=space.tuner.num_samples,
                         metric=space.tuner.metric,
                         mode=space.tuner.mode,
-                        max_concurrent_trials=concurrent_trials(
-                            space, reach.total, options.max_concurrent_trials
-                        ),
+                        # The search's slots are shared through the gate; Tune's own limit only bounds a
+                        # study that runs alone (one target, or a searcher restored from before the gate).
+                        max_concurrent_trials=slots,
                         # A replayed trial is a table lookup: starting a process for each would dominate. A trial
                         # that trains in its own process hands the next one its imports and process group.
                         reuse_actors=options.replay is not None or in_process,
@@ -398,7 +469,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                         name=target,
                         storage_path=layout.tune_root,
                         callbacks=[tracker, *watch],
-                        progress_reporter=_progress_table(space, watch),
+                        progress_reporter=_progress_table(space, watch, layout.study_name(target)),
                         # The status table alone: trials' results are in it (and in MLflow), not a line each.
                         verbose=1,
                         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
@@ -406,16 +477,8 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     ),
                 )
-            results = tuner.fit()
-            if results.num_terminated + results.num_errors < len(results):
-                # Tune's own Ctrl-C handler ends fit() early without raising: unfinished trials are left.
-                raise SearchInterrupted(
-                    f"search {name!r} was interrupted in target {target}; continue it with --resume"
-                )
-            study = _outcome(name, target, results, space.tuner.metric, space.tuner.mode)
-            outcomes.append(study)
-            if options.warm_start:  # what helped this target is tried first by the next ones
-                warm += [point for point in study.leaders if point not in warm]
+            studies.append(StudyThread(target, tuner.fit))
+        outcomes += _run_studies(name, layout, studies, slots, space)
         if retrieval:
             output_root = Path(layout.train_storage.replace("://", "/", 1)).parent / "retrieval"
             # As many at once as trials, each holding what a trial's own actor holds.

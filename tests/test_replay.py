@@ -116,9 +116,10 @@ def test_a_space_off_the_grid_is_one_line(tmp_path: Path) -> None:
 
 
 def _replayed_search(
-    tmp_path: Path, space: dict[str, Any], **options: Any
+    tmp_path: Path, space: dict[str, Any], slots: int = 1, **options: Any
 ) -> tuple[dict[str, Any], list[Any]]:
-    """The grid of ``space`` written, then the real driver replaying ``space`` against it, one trial at a time."""
+    """The grid of ``space`` written, then the real driver replaying ``space`` against it, ``slots`` trials at a
+    time (one by default: the studies take turns)."""
     from search.tuner import SearchOptions, run_search
 
     grid = tmp_path / "grid.parquet"
@@ -130,11 +131,43 @@ def _replayed_search(
         storage=str(tmp_path / "storage"),
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         cache_root=str(tmp_path / "cache" / "intermediate"),
-        max_concurrent_trials=1,
+        max_concurrent_trials=slots,
         replay=str(grid),
         **options,
     )
     return rows, run_search(search)
+
+
+def _studies(tmp_path: Path, search: str = "replayed") -> dict[str, list[Any]]:
+    """Each target's Optuna trials in the search's RDB (rejected repeats left out), in proposal order."""
+    import optuna
+
+    from search.layout import SearchLayout
+
+    layout = SearchLayout(search, str(tmp_path / "storage"))
+    storage = optuna.storages.RDBStorage(layout.optuna_url)
+    found = {}
+    for name in optuna.get_all_study_names(storage):
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        kept = [t for t in trials if t.state != optuna.trial.TrialState.FAIL]
+        found[name.split(".", 1)[1]] = sorted(kept, key=lambda t: t.number)
+    return found
+
+
+def _child_runs(tmp_path: Path, search: str = "replayed") -> list[Any]:
+    """The search's trial runs in MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    from trainers.keys import KIND_TAG, KIND_TRIAL
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"xstilts-{search}")
+    assert experiment is not None
+    return [
+        run
+        for run in client.search_runs([experiment.experiment_id], max_results=1000)
+        if run.data.tags.get(KIND_TAG) == KIND_TRIAL
+    ]
 
 
 def _ledger(directory: Path) -> dict[str, dict[str, Any]]:
@@ -245,51 +278,157 @@ def test_cli_replay_without_a_grid_is_one_line(tmp_path: Path, monkeypatch: pyte
     assert not any(tmp_path.iterdir())
 
 
-def test_leaders_are_the_best_distinct_intermediate_settings() -> None:
-    from types import SimpleNamespace
+@pytest.mark.slow
+def test_two_targets_studies_run_at_the_same_time(tmp_path: Path) -> None:
+    """Two slots, two targets: each study runs a trial while the other's runs (their MLflow runs overlap),
+    and neither study waits for the other to end."""
+    from trainers.keys import TARGET_TAG
 
-    from search.tuner import _leaders
-
-    def trial(task: str, steps: int | None, score: float, lr: float) -> tuple[Any, dict[str, Any]]:
-        config = {"intermediate_task": task, "target.learning_rate": lr}
-        if steps is not None:
-            config["intermediate.max_steps"] = steps
-        return SimpleNamespace(config=config), {"en_dev": score}
-
-    completed = [
-        trial("ccg", 30, 80.0, 1e-3),
-        trial("mnli", 90, 95.0, 1e-3),
-        trial("mnli", 90, 90.0, 3e-3),  # the same intermediate settings as the best: not repeated
-        trial("none", None, 85.0, 1e-3),
-    ]
-    assert _leaders(completed, "en_dev", "max") == [
-        {"intermediate_task": "mnli", "intermediate.max_steps": 90},
-        {"intermediate_task": "none"},
-    ]
-    assert _leaders(completed, "en_dev", "min")[0] == {
-        "intermediate_task": "ccg",
-        "intermediate.max_steps": 30,
-    }
+    space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
+    space["targets"] = ["udpos", "panx"]
+    _, outcomes = _replayed_search(tmp_path, space, slots=2)
+    assert [(o.target, o.completed) for o in outcomes] == [("udpos", 4), ("panx", 4)]
+    spans: dict[str, list[tuple[int, int]]] = {"udpos": [], "panx": []}
+    for run in _child_runs(tmp_path):
+        spans[run.data.tags[TARGET_TAG]].append((run.info.start_time, run.info.end_time))
+    assert all(len(found) == 4 for found in spans.values())
+    overlapping = [(u, p) for u in spans["udpos"] for p in spans["panx"] if u[0] < p[1] and p[0] < u[1]]
+    assert overlapping, spans
+    # One after the other, the first study would have ended before the second began.
+    assert min(p[0] for p in spans["panx"]) < max(u[1] for u in spans["udpos"])
+    assert min(u[0] for u in spans["udpos"]) < max(p[1] for p in spans["panx"])
 
 
 @pytest.mark.slow
-def test_a_later_target_starts_from_the_earlier_targets_best_intermediate(tmp_path: Path) -> None:
-    """Warm start across targets, on the real driver (replayed): panx first tries udpos's best intermediate."""
-    space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
+def test_each_study_starts_from_the_other_targets_leaders_as_they_appear(tmp_path: Path) -> None:
+    """Warm start across concurrent targets (replayed, one slot: the studies take turns). Before each of its
+    proposals panx reads udpos's study: udpos's best two finished intermediate settings that panx has not
+    tried are enqueued and run first, and the same the other way round."""
+    from search.searcher import FINISHED_ATTR, WARM_START_TOP, intermediate_part
+
+    space = _space(samples=5, sampler_seed=0, scheduler={"type": "fifo"})
     space["targets"] = ["udpos", "panx"]
     space["points_to_evaluate"] = [{"intermediate_task": "none", "target.learning_rate": 1.0e-3}]
-    rows, outcomes = _replayed_search(tmp_path, space, warm_start=True)
-    udpos, panx = outcomes
-    assert panx.completed == 4
-    assert udpos.leaders  # what panx starts from
-    trials = list(_ledger(tmp_path / "cache").values())
-    panx_cells = [t["cell"] for t in trials if t["target"] == "panx"]
-    # After its own seeded baseline, panx's next trials are udpos's leaders (the sampler fills the rest).
-    for leader, cell in zip(udpos.leaders, panx_cells[1:], strict=False):
-        task, steps = cell.split("|")[1:3]
-        assert leader["intermediate_task"] == task
-        assert leader.get("intermediate.max_steps", 0) == int(steps)
-    assert all(rows[c]["target"] == "panx" for c in panx_cells)
+    _, outcomes = _replayed_search(tmp_path, space, warm_start=True)
+    assert [o.completed for o in outcomes] == [5, 5]
+    studies = _studies(tmp_path)
+    taken = 0
+    for target, other in (("udpos", "panx"), ("panx", "udpos")):
+        queue = [intermediate_part(space["points_to_evaluate"][0])]
+        seen = set(queue)
+        for trial in studies[target]:
+            done = [
+                t
+                for t in studies[other]
+                if t.user_attrs.get(FINISHED_ATTR) and t.datetime_complete < trial.datetime_start
+            ]
+            leaders: list[Any] = []
+            for t in sorted(done, key=lambda t: -t.value):
+                if intermediate_part(t.params) not in leaders:
+                    leaders.append(intermediate_part(t.params))
+            for part in leaders[:WARM_START_TOP]:
+                if part not in seen:
+                    queue.append(part)
+                    seen.add(part)
+            if queue:  # what was enqueued runs first, in order
+                assert intermediate_part(trial.params) == queue.pop(0), (target, trial.number)
+                taken += 1
+            seen.add(intermediate_part(trial.params))
+    assert taken > 2  # more than the two seeded baselines came from the other study
+
+
+@pytest.mark.slow
+def test_a_search_starts_from_an_earlier_search_s_best(tmp_path: Path) -> None:
+    """``--warm-start SEARCH``: the new search's studies first run the earlier one's best configurations,
+    then its leaders' intermediate settings (``search/warm_start.py``), before the space's own points."""
+    from search.layout import SearchLayout
+    from search.space import space_from_dict
+    from search.warm_start import earlier_points
+
+    space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
+    space["targets"] = ["udpos", "panx"]
+    _replayed_search(tmp_path, space, name="old")
+    first = earlier_points(
+        space_from_dict(space), ["udpos", "panx"], SearchLayout("old", str(tmp_path / "storage"))
+    )
+    assert all(len(points) >= 2 for points in first.values())
+    _, outcomes = _replayed_search(tmp_path, space, name="new", warm_start_from="old")
+    assert [o.completed for o in outcomes] == [4, 4]
+    for target, trials in _studies(tmp_path, "new").items():
+        expected = first[target][:4]
+        for point, trial in zip(expected, trials, strict=False):
+            assert {k: trial.params.get(k) for k in point} == point, (target, trial.number)
+
+
+@pytest.mark.slow
+def test_an_interrupted_concurrent_search_resumes_and_repeats_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while both studies run: one line, every study stopped as Tune stops on Ctrl-C; ``--resume``
+    finishes both, and no trial that had completed runs again (the replay ledger, the MLflow runs)."""
+    import os
+    import signal
+    import time
+
+    space = _space(samples=6, sampler_seed=0, scheduler={"type": "fifo"})
+    space["targets"] = ["udpos", "panx"]
+    grid = tmp_path / "grid.parquet"
+    _write_grid(grid, space)
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
+    command = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "search",
+        f"--space={space_file}",
+        f"--storage={tmp_path / 'storage'}",
+        f"--tracking-uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"--cache-root={tmp_path / 'cache' / 'intermediate'}",
+        "--max-concurrent-trials=2",
+        f"--replay={grid}",
+    ]
+    ledger = tmp_path / "cache" / LEDGER
+    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as errors:
+        # Files, not pipes: the status tables would fill a pipe nobody reads while the ledger is watched.
+        child = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=errors, text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and child.poll() is None:
+            try:
+                if ledger.is_file() and sum(len(trials) for trials in _finished(ledger).values()) >= 3:
+                    break
+            except ValueError:
+                pass  # a line being written
+            time.sleep(0.2)
+        os.kill(child.pid, signal.SIGINT)
+        child.wait(timeout=300)
+    err = (tmp_path / "err.txt").read_text()
+    assert child.returncode == 2, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("xstilts: error: search 'replayed' was interrupted")
+    assert err.strip().splitlines()[-1].endswith("continue it with --resume")
+    before = _finished(ledger)
+    assert 3 <= sum(len(trials) for trials in before.values()) < 12  # it stopped part way
+    reports_before = len(ledger.read_text().splitlines())
+
+    _, outcomes = _replayed_search(tmp_path, space, slots=2, resume=True)
+    assert [(o.target, o.completed, o.trials) for o in outcomes] == [("udpos", 6, 6), ("panx", 6, 6)]
+    after = ledger.read_text().splitlines()[reports_before:]
+    rerun = {json.loads(line)["trial_id"] for line in after} & {
+        t for trials in before.values() for t in trials
+    }
+    assert not rerun  # no completed trial ran again
+    finished = _finished(ledger)
+    for target, trials in finished.items():  # every configuration of the space once
+        assert len(trials) == 6 and len(set(trials.values())) == 6, target
+    runs = _child_runs(tmp_path)
+    assert len(runs) == 12 and all(run.info.status == "FINISHED" for run in runs)
+
+
+def _finished(ledger: Path) -> dict[str, dict[str, str]]:
+    """Per target, the trials whose last report in the ledger is final: trial id -> cell."""
+    found: dict[str, dict[str, str]] = {}
+    for trial_id, report in _ledger(ledger.parent).items():
+        if report.get("finished") == 1.0:
+            found.setdefault(report["target"], {})[trial_id] = report["cell"]
+    return found
 
 
 @pytest.mark.slow
