@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +18,51 @@ from trainers.task_types import type_of
 
 @torch.no_grad()
 def _outputs(
-    engine: Any, task: str, features: Any, batch_size: int, pad_id: int, device: torch.device
+    engine: Any,
+    task: str,
+    features: Any,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> list[Any]:
-    """Head outputs for every feature row, in order (every rank runs the same batches: ZeRO-3 needs it)."""
+    """Head outputs of this rank's batches, in order: every ``world_size``-th batch from batch ``rank``.
+
+    Every rank runs the same number of forward passes: a rank with a batch fewer runs the first batch once
+    more and drops its output, because under ZeRO-3 each forward gathers the parameters from every rank
+    (a rank that stopped early would leave the others waiting). Round robin rather than contiguous blocks
+    keeps the ranks' work even when a file is sorted by length.
+    """
     engine.eval()
     inputs = model_inputs(features)
+    starts = range(0, len(inputs), batch_size)
+    mine = starts[rank::world_size]
     outputs: list[Any] = []
-    for start in range(0, len(inputs), batch_size):
+    for index in range(math.ceil(len(starts) / world_size)):
+        start = mine[index] if index < len(mine) else starts[0]
         rows = [inputs[i] for i in range(start, min(start + batch_size, len(inputs)))]
         batch = to_device(collate(rows, pad_id), device)
         batch.pop("labels", None)
         _, out = engine(task, batch)
+        if index >= len(mine):
+            continue  # the padding pass
         if isinstance(out, tuple):
             outputs.append(tuple(o.float().cpu().numpy() for o in out))
         else:
             outputs.append(out.float().cpu().numpy())
     return outputs
+
+
+def _gathered(mine: list[Any], rank: int, world_size: int) -> list[Any] | None:
+    """Every rank's batch outputs on rank 0, in the order of the batches; ``None`` on the other ranks."""
+    shards: list[Any] | None = [None] * world_size if rank == 0 else None
+    torch.distributed.gather_object(mine, shards, dst=0)
+    if shards is None:
+        return None
+    count = sum(len(shard) for shard in shards)
+    # Batch b was rank (b mod world_size)'s (b div world_size)-th: see _outputs.
+    return [shards[b % world_size][b // world_size] for b in range(count)]
 
 
 def predict(
@@ -79,10 +110,58 @@ def evaluate(
     pad_id: int,
     device: torch.device,
     files: Path | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, float]:
     """The task's metric (0-100 scale) on ``data``, with ``head`` of the model; ``files``: also write the
-    predictions and labels there as XTREME's files (``write_xtreme_files``)."""
-    predictions, references = predict(engine, head, data, label_names, batch_size, pad_id, device)
+    predictions and labels there as XTREME's files (``write_xtreme_files``).
+
+    With ``world_size`` above 1 (a process group of that many ranks, every rank calling with its
+    ``rank``), each rank predicts its share of the batches, rank 0 gathers the outputs, decodes them with
+    every feature of every example (a QA example's windows may have been predicted on several ranks),
+    scores and writes the files; every rank returns rank 0's scores. The scores are those of one rank
+    predicting everything: the batches are the same batches.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"evaluate: rank {rank} is not one of {world_size} ranks")
+    outputs = _outputs(engine, head, data.features, batch_size, pad_id, device, rank, world_size)
+    everything = outputs if world_size == 1 else _gathered(outputs, rank, world_size)
+    if world_size == 1:
+        return _scored(data, everything, label_names, files)
+    scores: dict[str, float] | Exception | None = None
+    failure: Exception | None = None
+    if everything is not None:
+        try:
+            scores = _scored(data, everything, label_names, files)
+        except Exception as error:  # the other ranks wait for the scores: they raise it too
+            failure = error
+            scores = error if _picklable(error) else RuntimeError(f"{type(error).__name__}: {error}")
+    shared = [scores]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    if failure is not None:
+        raise failure
+    if isinstance(shared[0], Exception):
+        raise shared[0]
+    assert shared[0] is not None  # rank 0 always sends scores or an exception
+    return shared[0]
+
+
+def _scored(
+    data: EvalSet, outputs: Any, label_names: tuple[str, ...], files: Path | None
+) -> dict[str, float]:
+    """Decode every batch's outputs, write the files if asked, and score."""
+    predictions, references = type_of(data.task).decode(
+        data.task, outputs, data.examples, data.features, label_names
+    )
     if files is not None:
         write_xtreme_files(data, predictions, references, label_names, files)
     return metrics.compute(data.task.metric, predictions, references, data.language)
+
+
+def _picklable(error: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # an exception whose arguments do not survive pickling: sent as its text
+        return False
+    return True

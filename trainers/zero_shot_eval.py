@@ -2,9 +2,11 @@
 
 Trained targets are scored with the fine-tuned model on each language's evaluation split (and each
 language's dev split where one exists, for oracle selection; a language without one is noted as
-``target_dev_missing/<lang>``). Retrieval targets (BUCC, Tatoeba) have no training data: the encoder
-from phase 1 (or the base model) embeds sentences by mean-pooling a hidden layer (XTREME's, see
-``retrieval.default_retrieval_layer``), and sentences are matched by cosine similarity as XTREME does:
+``target_dev_missing/<lang>``). Each rank predicts its share of a language's batches and rank 0
+scores them all (``evaluation.evaluate``): the scores of one rank, in about 1/N of the time on N ranks.
+Retrieval targets (BUCC, Tatoeba) have no training data: the encoder from phase 1 (or the base model)
+embeds sentences by mean-pooling a hidden layer (XTREME's, see ``retrieval.default_retrieval_layer``),
+and sentences are matched by cosine similarity as XTREME does:
 Tatoeba queries the non-English side with English, BUCC mines the de-duplicated full corpora (the scorers
 of ``trainers/task_types/retrieval.py``, by the task's metric). They have no English dev set, so they
 report no ``en_dev`` (see docs/selection.md).
@@ -127,7 +129,8 @@ def _trained(
                 if shown.advance(done):
                     runtime.report(shown.metrics())
                 continue
-            # One rank writes the files every rank computed, in XTREME's formats for `xstilts score`.
+            # Each rank predicts its share of the batches; rank 0 gathers them, scores, and writes the
+            # files in XTREME's formats for `xstilts score`; every rank gets rank 0's scores.
             write = prefix == keys.ZERO_SHOT and config.evaluation.write_predictions and runtime.rank == 0
             scores = evaluate(
                 engine,
@@ -138,10 +141,13 @@ def _trained(
                 tokenizer.pad_token_id,
                 runtime.device,
                 files=Path(config.output_dir) if write else None,
+                rank=runtime.rank,
+                world_size=runtime.world_size,
             )
             metrics[f"{prefix}/{lang}"] = primary(task.metric, scores)
             metrics.update({f"{prefix}/{lang}/{k}": v for k, v in scores.items()})
-            if shown.advance(done):  # every rank scored the same languages: the report's collective is safe
+            # Every rank took part in the same languages: the report's collective is safe.
+            if shown.advance(done):
                 runtime.report(shown.metrics())
         shown.close()
         metrics.update(_averages(metrics, prefix, langs))
