@@ -40,3 +40,58 @@ def test_throughput_benchmark_smoke(tmp_path: Path) -> None:
     else:
         assert cells[2:] == ["n/a", "n/a", "n/a"], row
         assert re.search(r"^RESULT throughput_ratio_min=n/a$", done.stdout, re.M), done.stdout[-500:]
+
+
+def test_gpu_perf_without_a_gpu_says_so_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the script would measure")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_perf.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "gpu_perf: no GPU (torch.cuda.is_available() is False): nothing measured"
+    ]
+
+
+@pytest.mark.slow
+def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
+    """Every row of the GPU script (xstilts' loop and the ``Trainer``, without and with ZeRO 2) on the tiny
+    shape on CPU, so a GPU session finds no broken code path (87 s at load average 8.7: four fresh
+    processes, each importing torch, transformers and DeepSpeed)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_perf.py"),
+            *("--cpu", "--shapes", "tiny", "--batch", "4", "--seq", "16", "--min-len", "8"),
+            *("--warmup", "1", "--steps", "2", "--scratch", str(tmp_path / "scratch")),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| tiny |")]
+    assert [row.split("|")[2:4] for row in rows] == [
+        [" xstilts ", " 0 "],
+        [" xstilts ", " 2 "],
+        [" Trainer ", " 0 "],
+        [" Trainer ", " 2 "],
+    ], done.stdout
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[3]) > 0 and float(cells[4]) > 0, row  # s/step, tokens/s
+        assert cells[7] == "n/a", row  # no MFU without a GPU's peak
+    ratios = [float(row.strip("|").split("|")[5]) for row in rows[:2]]
+    assert re.search(
+        rf"^RESULT gpu=cpu throughput_ratio_min={min(ratios):.2f} mfu_large=n/a$", done.stdout, re.M
+    )
