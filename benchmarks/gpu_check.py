@@ -6,7 +6,7 @@ One plain process, no Ray, no hub access (random weights of a real shape):
    training loads it, partitioned under ZeRO-3) with a sentence-pair head, under ZeRO-3 with optimizer
    offload (DeepSpeed's CPU Adam; without it, ZeRO-3 alone, said so), bf16: the memory plan's estimate
    (``trainers/memory.py``) beside ``torch.cuda.max_memory_allocated`` over the steps, and the peak of
-   loading and engine start-up before them.
+   loading, engine start and first step before them, beside the same start from a whole fp32 load.
 2. The freeze-depth table (``benchmarks/freeze.py``'s measurement, ZeRO 0, bf16) at depths 0, L/4, L/2,
    3L/4 and L: step time and peak memory, with the plan's estimate per depth.
 
@@ -188,6 +188,19 @@ def zero3_trial(path: str, name: str, args: argparse.Namespace, device: Any, out
         "setup_s": setup_s,
         "offload_error": offload_error,
     }
+    del eng, model
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    # The same start from a whole load, the way before partitioned loading: the model goes to the GPU whole,
+    # in the checkpoint's fp32, and the engine casts and partitions it there.
+    model = build_model(path, [HEAD], 0, 0)
+    eng = engine.build_engine(model, phase, ds, args.steps + 2, device)
+    _loop.train_step(eng, HEAD.task, batch)
+    _loop.wait_for_device(device)
+    whole_peak = torch.cuda.max_memory_allocated() if cuda else None
+    print(f"  the same start from a whole fp32 load (before partitioned loading): {_mib(whole_peak)}")
+    out["zero3_trial"]["whole_load_setup_peak_bytes"] = whole_peak
     del eng, model
     if cuda:
         torch.cuda.empty_cache()

@@ -40,6 +40,7 @@ def test_the_check_runs_end_to_end_on_cpu_with_the_tiny_encoder(
     trial = figures["zero3_trial"]
     assert trial["zero_stage"] == 3 and trial["encoder"] == "tiny" and trial["peak_bytes"] is None
     assert trial["plan_bytes"] > 0 and trial["step_s"] > 0
+    assert "whole_load_setup_peak_bytes" in trial  # the same start from a whole load ran too
     table = figures["freeze_table"]
     assert [row["depth"] for row in table] == [0, 1, 2]  # the quarters of 2 layers, without repeats
     trainable = [row["trainable"] for row in table]
