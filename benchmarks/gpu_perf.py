@@ -25,7 +25,10 @@ plan are benchmarks/gpu_check.py's.
 This script shares no code with benchmarks/throughput.py beyond the ``trainers`` modules both call: that
 one runs ``worker.run_local`` on the miniature on CPU (fp32, ``use_cpu``), and importing it needs the whole
 data stack, which a bare GPU machine lacks. It runs without xstilts installed (the repository root goes on
-``sys.path``). ``python benchmarks/gpu_perf.py [--shapes xlm-roberta-base,xlm-roberta-large] [--batch 32]
+``sys.path``). The H200 machines lent here have torch, transformers and accelerate but neither DeepSpeed nor
+``datasets``: for the xstilts rows carry wheels of deepspeed (an sdist on PyPI: ``pip wheel --no-deps
+deepspeed``), hjson, pydantic, pydantic-core, annotated-types, typing-inspection, datasets, dill and
+multiprocess (the device tool's README says how). ``python benchmarks/gpu_perf.py [--shapes xlm-roberta-base,xlm-roberta-large] [--batch 32]
 [--seq 256] [--warmup 10] [--steps 30]``.
 """
 
