@@ -79,20 +79,12 @@ def _versions() -> dict[str, str | None]:
 def _random_xlmr_base(directory: Path) -> str:
     """XLM-R base's shape (trainers/memory.py) with random weights, saved where build_model can load it."""
     import torch
-    from transformers import XLMRobertaConfig, XLMRobertaModel
+    from transformers import XLMRobertaModel
 
+    from trainers.encoders import shape_config
     from trainers.memory import ENCODER_SHAPES
 
-    shape = ENCODER_SHAPES["xlm-roberta-base"]
-    config = XLMRobertaConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        intermediate_size=shape.ffn,
-        max_position_embeddings=shape.positions,
-        type_vocab_size=1,
-    )
+    config = shape_config(ENCODER_SHAPES["xlm-roberta-base"])
     torch.manual_seed(0)
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(directory)
     return str(directory)

@@ -10,9 +10,10 @@ and the parameters, gradients and AdamW state after the step, next to the plan's
 from __future__ import annotations
 
 import torch
-from transformers import XLMRobertaConfig, XLMRobertaModel
+from transformers import XLMRobertaModel
 
 from trainers.config import TransferConfig
+from trainers.encoders import shape_config
 from trainers.memory import ENCODER_SHAPES, memory_plan
 from trainers.modeling import freeze_bottom
 
@@ -24,15 +25,7 @@ def measure(encoder: str, batch: int, seq: int, freeze_depth: int) -> tuple[floa
     shape = ENCODER_SHAPES[encoder]
     torch.manual_seed(0)
     model = XLMRobertaModel(
-        XLMRobertaConfig(
-            vocab_size=shape.vocab,
-            hidden_size=shape.hidden,
-            num_hidden_layers=shape.layers,
-            num_attention_heads=shape.heads,
-            intermediate_size=shape.ffn,
-            max_position_embeddings=shape.positions,
-            type_vocab_size=1,
-        ),
+        shape_config(shape),
         add_pooling_layer=False,
     )
     freeze_bottom(model, freeze_depth)

@@ -89,8 +89,9 @@ def test_a_plan_that_does_not_fit_names_what_to_change() -> None:
 @pytest.mark.parametrize("freeze_depth", [0, 1])
 def test_the_plan_is_within_20_percent_of_a_tiny_encoders_measured_memory_on_cpu(freeze_depth: int) -> None:
     torch = pytest.importorskip("torch")
-    from transformers import XLMRobertaConfig, XLMRobertaModel
+    from transformers import XLMRobertaModel
 
+    from trainers.encoders import shape_config
     from trainers.modeling import freeze_bottom
 
     shape = ENCODER_SHAPES["tiny"]
@@ -100,15 +101,7 @@ def test_the_plan_is_within_20_percent_of_a_tiny_encoders_measured_memory_on_cpu
     assert plan is not None
     torch.manual_seed(0)
     model = XLMRobertaModel(
-        XLMRobertaConfig(
-            vocab_size=shape.vocab,
-            hidden_size=shape.hidden,
-            num_hidden_layers=shape.layers,
-            num_attention_heads=shape.heads,
-            intermediate_size=shape.ffn,
-            max_position_embeddings=shape.positions,
-            type_vocab_size=1,
-        ),
+        shape_config(shape),
         add_pooling_layer=False,
     )
     freeze_bottom(model, freeze_depth)

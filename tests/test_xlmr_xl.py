@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import XLMRobertaXLConfig, XLMRobertaXLForMaskedLM, XLMRobertaXLModel
+from transformers import XLMRobertaXLForMaskedLM, XLMRobertaXLModel
 
 from trainers._phase import build_model
 from trainers.config import TransferConfig
-from trainers.encoders import layer_count, load_encoder
+from trainers.encoders import layer_count, load_encoder, shape_config
 from trainers.memory import ENCODER_SHAPES, EncoderShape, memory_plan
 from trainers.modeling import HeadSpec, count_parameters, encoder_layers, freeze_bottom
 from trainers.tasks import TaskType
@@ -29,24 +29,12 @@ TINY_XL = EncoderShape(4, 32, 64, 2, 1000, 66, pre_norm=True)
 """A tiny XLM-R XL: 4 layers, hidden 32, FFN 64, 2 heads, 1,000 tokens, 66 positions."""
 
 
-def _config(shape: EncoderShape) -> XLMRobertaXLConfig:
-    return XLMRobertaXLConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        intermediate_size=shape.ffn,
-        max_position_embeddings=shape.positions,
-        type_vocab_size=1,
-    )
-
-
 @pytest.fixture(scope="module")
 def xl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny XLM-R XL saved as the hub's checkpoints are (the masked-LM class, its config's type)."""
     directory = tmp_path_factory.mktemp("tiny-xlmr-xl")
     torch.manual_seed(0)
-    XLMRobertaXLForMaskedLM(_config(TINY_XL)).save_pretrained(directory)
+    XLMRobertaXLForMaskedLM(shape_config(TINY_XL)).save_pretrained(directory)
     return directory
 
 
@@ -93,7 +81,7 @@ def test_freezing_finds_the_xl_layers_and_leaves_the_final_layer_norm_trained(
 def test_the_xl_shapes_count_what_transformers_builds(name: str, published_billions: float) -> None:
     shape = ENCODER_SHAPES[name]
     with torch.device("meta"):  # shapes only: no memory for 10.7B parameters
-        encoder = XLMRobertaXLModel(_config(shape), add_pooling_layer=False)
+        encoder = XLMRobertaXLModel(shape_config(shape), add_pooling_layer=False)
     half = shape.layers // 2
     freeze_bottom(encoder, half)
     trained, total = count_parameters(encoder)
@@ -117,7 +105,7 @@ def test_the_plan_is_within_20_percent_of_a_tiny_xl_encoders_measured_memory_on_
     plan = memory_plan(config, config.target, ["udpos"], device="cpu")
     assert plan is not None
     torch.manual_seed(0)
-    encoder = XLMRobertaXLModel(_config(TINY_XL), add_pooling_layer=False)
+    encoder = XLMRobertaXLModel(shape_config(TINY_XL), add_pooling_layer=False)
     freeze_bottom(encoder, freeze_depth)
     encoder.train()
     parameters = {p.untyped_storage().data_ptr() for p in encoder.parameters()}

@@ -18,10 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trainers._atomic import build_directory_once
 from trainers.encoders_me5 import me5_small_dir
+
+if TYPE_CHECKING:
+    from trainers.memory import EncoderShape
 
 TINY_VERSION = "1"
 TINY_T5_VERSION = "1"
@@ -269,6 +272,26 @@ def load_encoder(encoder_dir: str, dtype: Any = None) -> Any:
     encoder_class = T5_ENCODER_CLASSES.get(str(config.model_type))
     loader = transformers.AutoModel if encoder_class is None else getattr(transformers, encoder_class)
     return loader.from_pretrained(encoder_dir, config=config, dtype="auto" if dtype is None else dtype)
+
+
+def shape_config(shape: EncoderShape) -> Any:
+    """A transformers config of a memory-plan shape (``trainers.memory.ENCODER_SHAPES``) in the BERT family:
+    ``XLMRobertaXLConfig`` for the pre-LayerNorm shapes (XLM-R XL, XXL), else ``XLMRobertaConfig``, with one
+    token type as XLM-R has. For random-init encoders of a real model's shape (benchmarks, tests)."""
+    import transformers
+
+    if shape.family != "bert":
+        raise ValueError(f"shape_config: only BERT-family shapes, not {shape.family}")
+    config_class = transformers.XLMRobertaXLConfig if shape.pre_norm else transformers.XLMRobertaConfig
+    return config_class(
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=shape.ffn,
+        max_position_embeddings=shape.positions,
+        type_vocab_size=1,
+    )
 
 
 def resolve_encoder(name_or_path: str, cache_dir: str | Path) -> str:
