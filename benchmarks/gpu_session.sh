@@ -173,6 +173,10 @@ try:
 except Exception as error:
     print(f"torch: {type(error).__name__}: {error}")
 PY
+    # What DeepSpeed's JIT build of CPU Adam (gpu_check's offload row) needs: a C++ compiler, ninja, Python.h.
+    python3 -c "import sysconfig, os; h = sysconfig.get_paths()['include']; \
+print('Python.h', 'at ' + h if os.path.exists(os.path.join(h, 'Python.h')) else 'MISSING under ' + h)"
+    for tool in c++ g++ ninja nvcc; do echo "$tool: $(command -v "$tool" || echo MISSING)"; done
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm,clocks.max.sm \
             --format=csv 2>&1
