@@ -29,9 +29,9 @@ def _outputs(
 ) -> list[Any]:
     """Head outputs of this rank's batches, in order: every ``world_size``-th batch from batch ``rank``.
 
-    Every rank runs the same number of forward passes: a rank with a batch fewer runs the first batch once
-    more and drops its output, because under ZeRO-3 each forward gathers the parameters from every rank
-    (a rank that stopped early would leave the others waiting). Round robin rather than contiguous blocks
+    Every rank runs the same number of forward passes: a rank with a batch fewer runs the last batch (the
+    smallest: the cheapest pass) once more and drops its output, because under ZeRO-3 each forward gathers
+    the parameters from every rank (a rank that stopped early would leave the others waiting). Round robin rather than contiguous blocks
     keeps the ranks' work even when a file is sorted by length.
     """
     engine.eval()
@@ -40,7 +40,7 @@ def _outputs(
     mine = starts[rank::world_size]
     outputs: list[Any] = []
     for index in range(math.ceil(len(starts) / world_size)):
-        start = mine[index] if index < len(mine) else starts[0]
+        start = mine[index] if index < len(mine) else starts[-1]
         rows = [inputs[i] for i in range(start, min(start + batch_size, len(inputs)))]
         batch = to_device(collate(rows, pad_id), device)
         batch.pop("labels", None)
