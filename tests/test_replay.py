@@ -281,7 +281,8 @@ def test_cli_replay_without_a_grid_is_one_line(tmp_path: Path, monkeypatch: pyte
 @pytest.mark.slow
 def test_two_targets_studies_run_at_the_same_time(tmp_path: Path) -> None:
     """Two slots, two targets: each study runs a trial while the other's runs (their MLflow runs overlap),
-    and neither study waits for the other to end."""
+    and neither study waits for the other to end. About a minute: a local Ray and the real driver, which
+    is what runs studies side by side."""
     from trainers.keys import TARGET_TAG
 
     space = _space(samples=4, sampler_seed=0, scheduler={"type": "fifo"})
@@ -303,7 +304,7 @@ def test_two_targets_studies_run_at_the_same_time(tmp_path: Path) -> None:
 def test_each_study_starts_from_the_other_targets_leaders_as_they_appear(tmp_path: Path) -> None:
     """Warm start across concurrent targets (replayed, one slot: the studies take turns). Before each of its
     proposals panx reads udpos's study: udpos's best two finished intermediate settings that panx has not
-    tried are enqueued and run first, and the same the other way round."""
+    tried are enqueued and run first, and the same the other way round. About a minute (a local Ray)."""
     from search.searcher import FINISHED_ATTR, WARM_START_TOP, intermediate_part
 
     space = _space(samples=5, sampler_seed=0, scheduler={"type": "fifo"})
@@ -340,7 +341,8 @@ def test_each_study_starts_from_the_other_targets_leaders_as_they_appear(tmp_pat
 @pytest.mark.slow
 def test_a_search_starts_from_an_earlier_search_s_best(tmp_path: Path) -> None:
     """``--warm-start SEARCH``: the new search's studies first run the earlier one's best configurations,
-    then its leaders' intermediate settings (``search/warm_start.py``), before the space's own points."""
+    then its leaders' intermediate settings (``search/warm_start.py``), before the space's own points.
+    About a minute: two replayed searches, the second reading the first's RDB."""
     from search.layout import SearchLayout
     from search.space import space_from_dict
     from search.warm_start import earlier_points
@@ -363,7 +365,8 @@ def test_a_search_starts_from_an_earlier_search_s_best(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_an_interrupted_concurrent_search_resumes_and_repeats_nothing(tmp_path: Path) -> None:
     """Ctrl-C while both studies run: one line, every study stopped as Tune stops on Ctrl-C; ``--resume``
-    finishes both, and no trial that had completed runs again (the replay ledger, the MLflow runs)."""
+    finishes both, and no trial that had completed runs again (the replay ledger, the MLflow runs).
+    About 100 s: Ctrl-C must reach a driver process (a subprocess with its own Ray), then the resume."""
     import os
     import signal
     import time
