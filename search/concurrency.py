@@ -227,6 +227,9 @@ def run_concurrently(studies: list[StudyThread], stop: threading.Event, poll_s: 
                     raise
                 interrupted = True
                 stop.set()
+            except BaseException:  # SystemExit (Ray's SIGTERM handler): the studies start stopping too
+                stop.set()
+                raise
     return interrupted
 
 

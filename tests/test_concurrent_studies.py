@@ -299,3 +299,23 @@ def test_another_study_s_lease_holds_a_proposal_and_jobs_are_not_held(tmp_path: 
     # Trials that start a Ray Train job wait on a sliver of a CPU: nothing is held for them.
     jobs, _ = held_searcher(tmp_path / "cache", hold_waiting=False)
     assert jobs.suggest("t1") is not None and jobs.suggest("t2") is not None
+
+
+def test_a_failing_study_stops_the_others_and_its_error_is_kept() -> None:
+    """run_concurrently: one fit raises, the stop event is set, and a fit that runs until stopped ends."""
+    import threading
+
+    from search.concurrency import StudyThread, run_concurrently
+
+    stop = threading.Event()
+
+    def fails() -> None:
+        raise RuntimeError("a study failed")
+
+    def runs_until_stopped() -> str:
+        assert stop.wait(30), "never stopped"
+        return "stopped"
+
+    studies = [StudyThread("a", fails), StudyThread("b", runs_until_stopped)]
+    assert run_concurrently(studies, stop, poll_s=0.05) is False  # no Ctrl-C
+    assert isinstance(studies[0].error, RuntimeError) and studies[1].result == "stopped"
