@@ -211,9 +211,9 @@ def test_two_ranks_score_as_one_rank_does(cache_dir: Path, tmp_path: Path) -> No
     """A classification, a tagging and a QA target (ZeRO-0), each scored unsharded and on two ranks.
 
     5-row batches: 24 examples are 5 batches, 3 on rank 0 and 2 (and one padding pass) on rank 1; a QA
-    example's windows can fall in two batches, on two ranks. 51 s at load average 7.6: one start of two
-    processes (imports, process group) for the three targets, each a DeepSpeed engine and four languages'
-    test and dev sets twice.
+    example's windows can fall in two batches, on two ranks. 33 s at load average 3 (51 s at 7.6): one
+    start of two processes (imports, process group) for the three targets, each a DeepSpeed engine and
+    four languages' test and dev sets twice.
     """
     overrides = ["evaluation.batch_size=5", "evaluation.write_predictions=true", "deepspeed.zero_stage=0"]
     configs = [_config(cache_dir, tmp_path / target, target, overrides) for target in SHARD_TARGETS]
@@ -247,8 +247,8 @@ def test_two_ranks_score_as_one_rank_does(cache_dir: Path, tmp_path: Path) -> No
 def test_zero3_two_ranks_with_uneven_shards_do_not_hang(cache_dir: Path, tmp_path: Path) -> None:
     """Under ZeRO-3 every forward gathers parameters from both ranks: uneven shards (5 batches, and 1 batch
     that rank 1 has no part of) must still give both ranks the same number of forwards. Two languages'
-    dev sets (ZeRO-3's gathers make each forward slow on CPU): 127 s at load average 11 on 2 shared cores,
-    two processes' start and two ZeRO-3 engines included."""
+    dev sets (ZeRO-3's gathers make each forward slow on CPU): 25 s at load average 3 on 2 shared cores
+    (127 s at 11), two processes' start and two ZeRO-3 engines included."""
     overrides = ["evaluation.languages=[en, de]", "evaluation.split=dev", "deepspeed.zero_stage=3"]
     configs = [
         _config(
