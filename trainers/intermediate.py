@@ -114,8 +114,16 @@ def run(
     }
     for task in tasks:
         dev = eval_set(config, task, "dev", "en", tokenizer, labels[task.name])
-        scores = evaluate(
-            engine, task.name, dev, labels[task.name], config.evaluation.batch_size, pad_id, runtime.device
+        scores = evaluate(  # each rank predicts its share; every rank gets rank 0's scores
+            engine,
+            task.name,
+            dev,
+            labels[task.name],
+            config.evaluation.batch_size,
+            pad_id,
+            runtime.device,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
         )
         metrics.update(
             {keys.INTERMEDIATE_EN_DEV.format(task=task.name, name=k): v for k, v in scores.items()}

@@ -81,14 +81,37 @@ def run(
 
     dev_sets = _target_dev_sets(config, target, tokenizer, labels) if phase.eval_target_dev else []
 
+    # Every rank predicts its share of each dev set and gets rank 0's scores (evaluation.evaluate).
+    rank, world_size = runtime.rank, runtime.world_size
+
     def english_dev() -> dict[str, float]:
-        scores = evaluate(engine, target.name, dev, labels, eval_batch, pad_id, runtime.device)
+        scores = evaluate(
+            engine,
+            target.name,
+            dev,
+            labels,
+            eval_batch,
+            pad_id,
+            runtime.device,
+            rank=rank,
+            world_size=world_size,
+        )
         out = {
             keys.EN_DEV: primary(dev_task.metric, scores),
             **{keys.EN_DEV_SCORE.format(name=k): v for k, v in scores.items()},
         }
         for data in dev_sets:
-            lang_scores = evaluate(engine, target.name, data, labels, eval_batch, pad_id, runtime.device)
+            lang_scores = evaluate(
+                engine,
+                target.name,
+                data,
+                labels,
+                eval_batch,
+                pad_id,
+                runtime.device,
+                rank=rank,
+                world_size=world_size,
+            )
             out[keys.TARGET_DEV_LANG.format(lang=data.language)] = primary(target.metric, lang_scores)
         foreign = [out[keys.TARGET_DEV_LANG.format(lang=d.language)] for d in dev_sets if d.language != "en"]
         if foreign:
