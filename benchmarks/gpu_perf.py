@@ -7,10 +7,11 @@ AdamW with linear warm-up and decay, gradient clipping at 1.0. Per shape, four r
 process (so no row inherits another's memory, CUDA state or accelerate's process-wide state):
 
 - ``xstilts``: the target phase's step loop as ``trainers/target.py`` runs it (its batch stream, collate,
-  ``_loop.train_step`` on the DeepSpeed engine ``trainers.engine.build_engine`` makes, bf16, torch's AdamW),
-  ZeRO 0 and ZeRO 2;
-- ``Trainer``: ``XLMRobertaForSequenceClassification`` under ``transformers.Trainer`` (``bf16=True``: autocast
-  over fp32 weights; its default optimizer), without DeepSpeed and with ZeRO 2 (``TrainingArguments.deepspeed``).
+  ``_loop.train_step`` on the DeepSpeed engine ``trainers.engine.build_engine`` makes, bf16, the engine's
+  AdamW), ZeRO 0 and ZeRO 2;
+- ``Trainer``: ``AutoModelForSequenceClassification`` (XLM-R's classifier) under ``transformers.Trainer``
+  (``bf16=True``: autocast over fp32 weights; its default optimizer), without DeepSpeed and with ZeRO 2
+  (``TrainingArguments.deepspeed``).
 
 Each row times ``--steps`` optimizer steps after ``--warmup`` untimed ones (CUDA synchronised at both
 ends), and gives tokens per second (non-pad tokens) and model FLOPs utilisation: training FLOPs per token
@@ -98,20 +99,11 @@ def synthetic_rows(count: int, seq: int, min_len: int, vocab: int, seed: int) ->
 
 
 def encoder_config(shape_name: str) -> Any:
-    """A transformers ``XLMRobertaConfig`` of the named shape (``trainers.memory.ENCODER_SHAPES``)."""
-    from transformers import XLMRobertaConfig
-
+    """A transformers config of the named shape (``trainers.memory.ENCODER_SHAPES``), random-init ready."""
+    from trainers.encoders import shape_config
     from trainers.memory import ENCODER_SHAPES
 
-    shape = ENCODER_SHAPES[shape_name]
-    config = XLMRobertaConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        num_hidden_layers=shape.layers,
-        intermediate_size=shape.ffn,
-        num_attention_heads=shape.heads,
-        max_position_embeddings=shape.positions,
-    )
+    config = shape_config(ENCODER_SHAPES[shape_name])
     config.num_labels = NUM_LABELS  # the Trainer side's classifier; xstilts' head has its own spec
     return config
 
@@ -125,7 +117,7 @@ def _free_port() -> int:
 def run_xstilts(args: argparse.Namespace, zero: int, rows: list[dict[str, Any]]) -> float:
     """Seconds of ``args.steps`` steps of the target phase's loop after ``args.warmup`` (synchronised)."""
     import torch
-    from transformers import XLMRobertaModel
+    from transformers import AutoModel
 
     from trainers import _loop
     from trainers.config import DeepSpeedConfig, PhaseConfig
@@ -140,7 +132,8 @@ def run_xstilts(args: argparse.Namespace, zero: int, rows: list[dict[str, Any]])
     init_distributed(device)
     torch.manual_seed(0)
     with torch.device(device):  # random init on the GPU: seconds, not a minute, for the large shape
-        encoder = XLMRobertaModel(encoder_config(args.shape), add_pooling_layer=False)
+        encoder = AutoModel.from_config(encoder_config(args.shape))
+        encoder.pooler = None  # as _phase.build_model: heads read token states
         model = TransferModel(encoder, [HeadSpec("pawsx", TaskType.PAIR_CLASSIFICATION, NUM_LABELS)])
     phase = PhaseConfig(learning_rate=LEARNING_RATE, batch_size=args.batch, max_steps=total)
     ds = DeepSpeedConfig(zero_stage=zero, precision="fp32" if args.cpu else "bf16")
@@ -163,10 +156,10 @@ def run_trainer(args: argparse.Namespace, zero: int, rows: list[dict[str, Any]])
     """Seconds of ``args.steps`` ``Trainer`` steps after ``args.warmup`` (synchronised at both ends)."""
     import torch
     from transformers import (
+        AutoModelForSequenceClassification,
         Trainer,
         TrainerCallback,
         TrainingArguments,
-        XLMRobertaForSequenceClassification,
     )
 
     warmup, total, cpu = args.warmup, args.warmup + args.steps, args.cpu
@@ -204,7 +197,7 @@ def run_trainer(args: argparse.Namespace, zero: int, rows: list[dict[str, Any]])
         }
     torch.manual_seed(0)
     with torch.device("cpu" if cpu else "cuda"):
-        model = XLMRobertaForSequenceClassification(encoder_config(args.shape))
+        model = AutoModelForSequenceClassification.from_config(encoder_config(args.shape))
     training = TrainingArguments(
         output_dir=str(Path(args.scratch) / "trainer"),
         max_steps=total,

@@ -64,8 +64,8 @@ def test_gpu_perf_without_a_gpu_says_so_in_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
     """Every row of the GPU script (xstilts' loop and the ``Trainer``, without and with ZeRO 2) on the tiny
-    shape on CPU, so a GPU session finds no broken code path (87 s at load average 8.7: four fresh
-    processes, each importing torch, transformers and DeepSpeed)."""
+    shape on CPU, so a GPU session finds no broken code path (58 s at load average 3.5, 87 s at 8.7: four
+    fresh processes, each importing torch, transformers and DeepSpeed)."""
     done = subprocess.run(
         [
             sys.executable,
