@@ -187,12 +187,17 @@ class StudyThread:
 
     def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"study-{self.name}", daemon=True)
+        # Not Thread.is_alive/join: in Python 3.11 a Ctrl-C that interrupts join() marks a running thread
+        # as stopped (bpo-45274's handler releases the lock the thread still holds).
+        self._done = threading.Event()
 
     def _run(self) -> None:
         try:
             self.result = self.fit()
         except BaseException as error:  # handed to the main thread, which raises it
             self.error = error
+        finally:
+            self._done.set()
 
     def start(self) -> None:
         """Start the thread."""
@@ -200,11 +205,7 @@ class StudyThread:
 
     def alive(self) -> bool:
         """Whether ``fit`` still runs."""
-        return self._thread.is_alive()
-
-    def join(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for it to end."""
-        self._thread.join(timeout_s)
+        return not self._done.is_set()
 
 
 def run_concurrently(studies: list[StudyThread], stop: threading.Event, poll_s: float = 0.5) -> bool:
@@ -218,10 +219,9 @@ def run_concurrently(studies: list[StudyThread], stop: threading.Event, poll_s: 
             study.start()
         while any(study.alive() for study in studies):
             try:
-                for study in studies:
-                    study.join(poll_s)
-                    if study.error is not None:
-                        stop.set()  # one study failed: the others end too, resumable
+                time.sleep(poll_s)
+                if any(study.error is not None for study in studies):
+                    stop.set()  # one study failed: the others end too, resumable
             except KeyboardInterrupt:
                 if interrupted:
                     raise
