@@ -256,7 +256,13 @@ def measure(args: argparse.Namespace, shape: str, loop: str, zero: int) -> dict[
         *("--warmup", str(args.warmup), "--steps", str(args.steps), "--scratch", args.scratch),
         *(["--cpu"] if args.cpu else []),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.row_timeout, check=False)
+    # A row is one process of its own: rank variables a parent holds (a test runner that ran xstilts in-process,
+    # a launcher) would make the Trainer's accelerate expect a group it is not part of.
+    inherited = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=args.row_timeout, check=False, env=env
+    )
     line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("ROW ")), None)
     if done.returncode != 0 or line is None:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
