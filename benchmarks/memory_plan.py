@@ -16,6 +16,7 @@ from trainers.config import TransferConfig
 from trainers.encoders import shape_config
 from trainers.memory import ENCODER_SHAPES, memory_plan
 from trainers.modeling import freeze_bottom
+from trainers.peak_memory import one_step_bytes
 
 MIB = 1024**2
 
@@ -29,28 +30,8 @@ def measure(encoder: str, batch: int, seq: int, freeze_depth: int) -> tuple[floa
         add_pooling_layer=False,
     )
     freeze_bottom(model, freeze_depth)
-    model.train()
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    ids = torch.randint(5, shape.vocab, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.pow(2).mean()
-    loss.backward()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    optimizer.step()
-    tensors = [
-        *model.parameters(),
-        *(p.grad for p in model.parameters() if p.grad is not None),
-        *(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0),
-    ]
-    return float(sum(saved.values())), float(sum(t.numel() * t.element_size() for t in tensors))
+    activations, static = one_step_bytes(model, shape.vocab, batch, seq)
+    return float(activations), float(static)
 
 
 def main() -> None:

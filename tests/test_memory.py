@@ -93,6 +93,7 @@ def test_the_plan_is_within_20_percent_of_a_tiny_encoders_measured_memory_on_cpu
 
     from trainers.encoders import shape_config
     from trainers.modeling import freeze_bottom
+    from trainers.peak_memory import one_step_bytes
 
     shape = ENCODER_SHAPES["tiny"]
     batch, seq = 16, 64
@@ -105,34 +106,7 @@ def test_the_plan_is_within_20_percent_of_a_tiny_encoders_measured_memory_on_cpu
         add_pooling_layer=False,
     )
     freeze_bottom(model, freeze_depth)
-    model.train()
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: Any) -> Any:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:  # weights saved for backward are counted as parameters
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    ids = torch.randint(5, shape.vocab, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = (
-            model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.float().pow(2).mean()
-        )
-    activations = sum(saved.values())
-    loss.backward()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    optimizer.step()
-
-    def nbytes(tensors: Any) -> int:
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-    measured_static = (
-        nbytes(model.parameters())
-        + nbytes(p.grad for p in model.parameters())
-        + nbytes(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0)
-    )
+    activations, measured_static = one_step_bytes(model, shape.vocab, batch, seq)
     assert plan.parameters + plan.gradients + plan.optimizer == pytest.approx(measured_static, rel=0.01)
     assert plan.activations == pytest.approx(activations, rel=0.20)
     assert plan.total == pytest.approx(measured_static + activations, rel=0.20)

@@ -31,6 +31,7 @@ from trainers.encoders import (
 from trainers.evaluation import predict
 from trainers.memory import ENCODER_SHAPES, encoder_shape, memory_plan
 from trainers.modeling import FreezeError, HeadSpec, TransferModel, count_parameters, freeze_bottom
+from trainers.peak_memory import one_step_bytes
 from trainers.prepare import EvalSet
 from trainers.retrieval import default_retrieval_layer
 from trainers.task_types import TASK_TYPES
@@ -272,33 +273,8 @@ def test_the_t5_plan_is_within_20_percent_of_tiny_t5s_measured_memory_on_cpu(
     assert plan is not None
     encoder = load_encoder(t5_dir)
     freeze_bottom(encoder, freeze_depth)
-    encoder.train()
-    parameters = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: Any) -> Any:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     torch.manual_seed(0)
-    ids = torch.randint(5, ENCODER_SHAPES["tiny-t5"].vocab, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.pow(2).mean()
-    activations = sum(saved.values())
-    loss.backward()
-    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad])
-    optimizer.step()
-
-    def nbytes(tensors: Any) -> int:
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-    static = (
-        nbytes(encoder.parameters())
-        + nbytes(p.grad for p in encoder.parameters())
-        + nbytes(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0)
-    )
+    activations, static = one_step_bytes(encoder, ENCODER_SHAPES["tiny-t5"].vocab, batch, seq)
     assert plan.parameters + plan.gradients + plan.optimizer == pytest.approx(static, rel=0.01)
     assert plan.activations == pytest.approx(activations, rel=0.20)
     assert plan.total == pytest.approx(static + activations, rel=0.20)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from trainers.config import TransferConfig
 from trainers.encoders import layer_count, load_encoder, shape_config
 from trainers.memory import ENCODER_SHAPES, EncoderShape, memory_plan
 from trainers.modeling import HeadSpec, count_parameters, encoder_layers, freeze_bottom
+from trainers.peak_memory import one_step_bytes
 from trainers.tasks import TaskType
 
 TINY_XL = EncoderShape(4, 32, 64, 2, 1000, 66, pre_norm=True)
@@ -107,31 +107,6 @@ def test_the_plan_is_within_20_percent_of_a_tiny_xl_encoders_measured_memory_on_
     torch.manual_seed(0)
     encoder = XLMRobertaXLModel(shape_config(TINY_XL), add_pooling_layer=False)
     freeze_bottom(encoder, freeze_depth)
-    encoder.train()
-    parameters = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: Any) -> Any:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:  # weights saved for backward are counted as parameters
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    ids = torch.randint(5, TINY_XL.vocab, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.pow(2).mean()
-    activations = sum(saved.values())
-    loss.backward()
-    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad])
-    optimizer.step()
-
-    def nbytes(tensors: Any) -> int:
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-    measured_static = (
-        nbytes(encoder.parameters())
-        + nbytes(p.grad for p in encoder.parameters())
-        + nbytes(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0)
-    )
+    activations, measured_static = one_step_bytes(encoder, TINY_XL.vocab, batch, seq)
     assert plan.parameters + plan.gradients + plan.optimizer == measured_static
     assert plan.activations == pytest.approx(activations, rel=0.20)

@@ -63,3 +63,36 @@ class PhasePeakMemory:
         if resident is None:
             return {}
         return {keys.MEMORY_RSS_PEAK_MIB.format(phase=phase): resident / MIB}
+
+
+def one_step_bytes(encoder: torch.nn.Module, vocab: int, batch: int, seq: int) -> tuple[int, int]:
+    """What one AdamW step of ``encoder`` (as built and frozen by the caller) on random ids of ``batch x seq``
+    holds, measured on the tensors themselves: (bytes autograd saves for backward in the forward pass, each
+    storage once, the weights excluded; bytes of the parameters, gradients and AdamW state after the step).
+
+    These are the two parts the memory plan (``trainers/memory.py``) estimates, without the allocator's or the
+    process's overheads; ``benchmarks/memory_plan.py`` and the plan's tests compare them.
+    """
+    encoder.train()
+    weights = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:  # weights saved for backward count as parameters
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    ids = torch.randint(5, vocab, (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        hidden = encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        loss = hidden.float().pow(2).mean()
+    loss.backward()
+    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad])
+    optimizer.step()
+    tensors = [
+        *encoder.parameters(),
+        *(p.grad for p in encoder.parameters() if p.grad is not None),
+        *(v for state in optimizer.state.values() for v in state.values() if v.dim() > 0),
+    ]
+    return sum(saved.values()), sum(t.numel() * t.element_size() for t in tensors)
