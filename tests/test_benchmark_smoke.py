@@ -65,6 +65,7 @@ def test_gpu_perf_without_a_gpu_says_so_in_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # four fresh processes, about 40 s: CI runs the no-GPU line
 def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
     """Every row of the GPU script (xstilts' loop and the ``Trainer``, without and with ZeRO 2) on the tiny
     shape on CPU, so a GPU session finds no broken code path (58 s at load average 3.5, 87 s at 8.7: four

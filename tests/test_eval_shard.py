@@ -244,6 +244,7 @@ def test_two_ranks_score_as_one_rank_does(cache_dir: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # ZeRO-3 on two gloo ranks: CI runs the padding rule's fast cases and the 2-rank scores
 def test_zero3_two_ranks_with_uneven_shards_do_not_hang(cache_dir: Path, tmp_path: Path) -> None:
     """Under ZeRO-3 every forward gathers parameters from both ranks: uneven shards (5 batches, and 1 batch
     that rank 1 has no part of) must still give both ranks the same number of forwards. Two languages'

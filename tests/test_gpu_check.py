@@ -26,6 +26,7 @@ def test_without_a_gpu_it_says_so_in_one_line(child_env: dict[str, str]) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # the GPU check's code paths on CPU: CI runs the no-GPU line
 def test_the_check_runs_end_to_end_on_cpu_with_the_tiny_encoder(
     child_env: dict[str, str], cache_dir: Path, tmp_path: Path
 ) -> None:
@@ -51,6 +52,7 @@ def test_the_check_runs_end_to_end_on_cpu_with_the_tiny_encoder(
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # the GPU check's stand-in on CPU: CI runs the no-GPU line
 def test_the_plain_torch_stand_in_runs_on_cpu(
     child_env: dict[str, str], cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -301,6 +301,7 @@ def test_two_targets_studies_run_at_the_same_time(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # a local Ray and the real driver, about 30 s: CI runs test_concurrent_studies.py's fast cases
 def test_each_study_starts_from_the_other_targets_leaders_as_they_appear(tmp_path: Path) -> None:
     """Warm start across concurrent targets (replayed, one slot: the studies take turns). Before each of its
     proposals panx reads udpos's study: udpos's best two finished intermediate settings that panx has not
@@ -339,6 +340,7 @@ def test_each_study_starts_from_the_other_targets_leaders_as_they_appear(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # two replayed searches on a local Ray, about 50 s: CI runs the fast cases
 def test_a_search_starts_from_an_earlier_search_s_best(tmp_path: Path) -> None:
     """``--warm-start SEARCH``: the new search's studies first run the earlier one's best configurations,
     then its leaders' intermediate settings (``search/warm_start.py``), before the space's own points.
@@ -363,6 +365,7 @@ def test_a_search_starts_from_an_earlier_search_s_best(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # a driver subprocess interrupted and resumed, about 45 s
 def test_an_interrupted_concurrent_search_resumes_and_repeats_nothing(tmp_path: Path) -> None:
     """Ctrl-C while both studies run: one line, every study stopped as Tune stops on Ctrl-C; ``--resume``
     finishes both, and no trial that had completed runs again (the replay ledger, the MLflow runs).

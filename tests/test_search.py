@@ -136,7 +136,11 @@ def test_bad_space_fails_before_any_trial(world: dict[str, Any], tmp_path: Path)
 
 
 def test_resumed_second_search_reuses_reruns_nothing_and_duplicates_no_run(world: dict[str, Any]) -> None:
-    command = search_command(world["space"], "b", world["storage"], world["uri"])
+    # One trial at a time: a kill after the first finished trial lands before the last (trials that reuse
+    # the cached intermediate take seconds, and two at once could all finish between two polls).
+    command = search_command(
+        world["space"], "b", world["storage"], world["uri"], "--max-concurrent-trials", "1"
+    )
     driver = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
