@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -68,7 +69,8 @@ def test_select_reads_the_experiment_and_objective_the_tuner_writes(
     for name in ("init_ray", "preflight_space", "check_resources"):
         monkeypatch.setattr(tuner, name, lambda *args, **kwargs: None)
     monkeypatch.setattr(search.costs, "check_memory", lambda *args, **kwargs: None)
-    monkeypatch.setattr(tuner, "current_reach", lambda: None)
+    monkeypatch.setattr(tuner, "current_reach", lambda: SimpleNamespace(total=None))
+    monkeypatch.setattr(tuner, "concurrent_trials", lambda *args, **kwargs: 1)  # the studies' shared slots
     monkeypatch.setattr(tuner, "nodes_without", lambda root: [])
 
     def parent_then_stop(uri: str, experiment: str, search: str, params: dict[str, Any]) -> Any:
