@@ -82,37 +82,27 @@ def run(
     dev_sets = _target_dev_sets(config, target, tokenizer, labels) if phase.eval_target_dev else []
 
     # Every rank predicts its share of each dev set and gets rank 0's scores (evaluation.evaluate).
-    rank, world_size = runtime.rank, runtime.world_size
-
-    def english_dev() -> dict[str, float]:
-        scores = evaluate(
+    def scored(data: Any) -> dict[str, float]:
+        return evaluate(
             engine,
             target.name,
-            dev,
+            data,
             labels,
             eval_batch,
             pad_id,
             runtime.device,
-            rank=rank,
-            world_size=world_size,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
         )
+
+    def english_dev() -> dict[str, float]:
+        scores = scored(dev)
         out = {
             keys.EN_DEV: primary(dev_task.metric, scores),
             **{keys.EN_DEV_SCORE.format(name=k): v for k, v in scores.items()},
         }
         for data in dev_sets:
-            lang_scores = evaluate(
-                engine,
-                target.name,
-                data,
-                labels,
-                eval_batch,
-                pad_id,
-                runtime.device,
-                rank=rank,
-                world_size=world_size,
-            )
-            out[keys.TARGET_DEV_LANG.format(lang=data.language)] = primary(target.metric, lang_scores)
+            out[keys.TARGET_DEV_LANG.format(lang=data.language)] = primary(target.metric, scored(data))
         foreign = [out[keys.TARGET_DEV_LANG.format(lang=d.language)] for d in dev_sets if d.language != "en"]
         if foreign:
             out[keys.TARGET_DEV_AVG_NON_EN] = mean(foreign)
