@@ -39,16 +39,15 @@ from search.retrieval_eval import (
     ray_runner,
     replay_runner,
 )
-from search.searcher import CachedCheckpoints, Proposer, ProposingOptunaSearch
 from search.space import (
     INTERMEDIATE_TASK,
     MIXTURE_SEPARATOR,
     NO_INTERMEDIATE,
     CategoricalParam,
-    DefineByRun,
     SearchSpace,
     load_space,
 )
+from search.study import StudyOutcome, outcome, scheduler, searcher
 from search.trial import TrialSettings, run_trial, trial_config
 from search.warm_start import check_earlier, earlier_points
 from search.watchdog import StallWatch
@@ -102,19 +101,6 @@ class SearchOptions:
     each study tries first (``search/warm_start.py``)."""
 
 
-@dataclass
-class StudyOutcome:
-    """What one target's study found."""
-
-    search: str
-    target: str
-    trials: int
-    completed: int
-    early_stopped: int
-    failed: int
-    best: dict[str, Any] | None
-
-
 def preflight_space(space: SearchSpace) -> None:
     """Every target's base config and seeded points pass the run pre-flight checks (data, freeze depth),
     and on the miniature every intermediate task the space may draw has a generator."""
@@ -137,102 +123,6 @@ def preflight_space(space: SearchSpace) -> None:
                 preflight(space.to_transfer_config(point, target))
         except ConfigError as error:
             raise SearchError(f"{space.source}: target {target}: {error}") from None
-
-
-def _scheduler(space: SearchSpace) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    settings = space.tuner.scheduler
-    if settings.type == "fifo":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr=settings.time_attr,
-        max_t=settings.max_t,
-        grace_period=settings.grace_period,
-        reduction_factor=settings.reduction_factor,
-    )
-
-
-def _searcher(
-    space: SearchSpace,
-    target: str,
-    layout: SearchLayout,
-    cache_root: str,
-    first: list[dict[str, Any]] | None = None,
-    warm_from: tuple[str, ...] = (),
-    hold_waiting: bool = False,
-) -> Any:
-    """The study's searcher: TPE, its proposals through the rules of ``search/searcher.py``.
-
-    ``first``: points tried before the space's own (an earlier search's, ``--warm-start SEARCH``);
-    ``warm_from``: the studies whose leaders it tries as they appear (``--warm-start``); the search's
-    trial slots are shared with the other studies through the gate registered under its local root;
-    ``hold_waiting``: trials hold their worker's GPU from the start (in-process), so a proposal that would
-    wait for another trial's intermediate checkpoint is held back until it is published.
-    """
-    import optuna
-
-    points = list(first or [])
-    points += [point for point in space.points_for(target) if point not in points]
-    sampler = optuna.samplers.TPESampler(
-        seed=space.tuner.sampler_seed,
-        multivariate=True,
-        group=True,  # conditional parameters (intermediate lr only with an intermediate task)
-        # The seeded points plus a few random trials before TPE models the space.
-        n_startup_trials=len(points) + 2,
-    )
-    storage = optuna.storages.RDBStorage(layout.optuna_url)
-    proposer = Proposer(
-        space,
-        target,
-        CachedCheckpoints(space, target, cache_root),
-        refine=space.tuner.refine,
-        seed=space.tuner.sampler_seed,
-        warm_from=warm_from,
-    )
-    return ProposingOptunaSearch(
-        proposer,
-        gate=str(layout.local_root),
-        hold_waiting=hold_waiting,
-        space=DefineByRun(space, target),
-        metric=space.tuner.metric,
-        mode=space.tuner.mode,
-        points_to_evaluate=points or None,
-        sampler=sampler,
-        study_name=layout.study_name(target),
-        storage=storage,
-    )
-
-
-def _outcome(search: str, target: str, results: Any, metric: str, mode: str) -> StudyOutcome:
-    rows = []
-    for result in results:
-        metrics = result.metrics or {}
-        rows.append((result, metrics))
-    completed = [(r, m) for r, m in rows if m.get(keys.FINISHED) == 1.0 and r.error is None]
-    failed = sum(1 for r, _ in rows if r.error is not None)
-    best = None
-    if completed:
-        sign = 1 if mode == "max" else -1
-        result, metrics = max(
-            completed, key=lambda rm: (sign * rm[1].get(metric, float("-inf")), rm[1]["trial_id"])
-        )
-        best = {
-            "trial_id": metrics.get("trial_id"),
-            "config": result.config,
-            **{
-                k: metrics.get(k) for k in (metric, keys.ZERO_SHOT_AVG, keys.EN_DEV, keys.INTERMEDIATE_REUSED)
-            },
-        }
-    return StudyOutcome(
-        search,
-        target,
-        len(rows),
-        len(completed),
-        len(rows) - len(completed) - failed,
-        failed,
-        best,
-    )
 
 
 def _watchdog(stall_after_s: float, tracker: BufferedTracker) -> list[Any]:
@@ -304,7 +194,7 @@ def _run_studies(
         left = f" with unfinished trials in {', '.join(unfinished)}" if unfinished else ""
         raise SearchInterrupted(f"search {name!r} was interrupted{left}; continue it with --resume")
     return [
-        _outcome(name, study.name, study.result, space.tuner.metric, space.tuner.mode) for study in studies
+        outcome(name, study.name, study.result, space.tuner.metric, space.tuner.mode) for study in studies
     ]
 
 
@@ -445,7 +335,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(
-                        search_alg=_searcher(
+                        search_alg=searcher(
                             space,
                             target,
                             layout,
@@ -454,7 +344,7 @@ def run_search(options: SearchOptions) -> list[StudyOutcome | RetrievalOutcome]:
                             others if options.warm_start else (),
                             hold_waiting=in_process,
                         ),
-                        scheduler=_scheduler(space),
+                        scheduler=scheduler(space),
                         num_samples=space.tuner.num_samples,
                         metric=space.tuner.metric,
                         mode=space.tuner.mode,
