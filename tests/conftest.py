@@ -95,6 +95,39 @@ def tiny_config(cache_dir: Path) -> ConfigFactory:
     return make
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(cache_dir: Path) -> str:
+    """The tiny encoder's directory in the session cache."""
+    from trainers.encoders import resolve_encoder
+
+    return resolve_encoder("tiny", cache_dir)
+
+
+@pytest.fixture(scope="session")
+def pawsx_heads() -> list[Any]:
+    """The PAWS-X head alone: a ``build_model`` argument."""
+    from trainers.modeling import HeadSpec
+    from trainers.tasks import get_task
+
+    return [HeadSpec.of(get_task("pawsx"))]
+
+
+@pytest.fixture(scope="session")
+def pawsx_batch(
+    tiny_config: ConfigFactory, tiny_encoder_dir: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A real collated batch of 8 English PAWS-X training examples from the miniature."""
+    from trainers.data import collate
+    from trainers.prepare import label_names_for, load_tokenizer, train_features
+    from trainers.tasks import get_task
+
+    config = tiny_config(tmp_path_factory.mktemp("unused-output"), "pawsx")
+    task = get_task("pawsx")
+    tokenizer = load_tokenizer(tiny_encoder_dir)
+    features = train_features(config, task, tokenizer, label_names_for(task, config))
+    return collate([features[i] for i in range(8)], tokenizer.pad_token_id)
+
+
 @pytest.fixture
 def child_env() -> dict[str, str]:
     """The environment for a child training process: this one's, minus any process-group variables."""

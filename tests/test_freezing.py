@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,35 +10,11 @@ import torch
 from trainers import _loop
 from trainers._phase import build_model
 from trainers.config import DeepSpeedConfig, PhaseConfig
-from trainers.data import collate
-from trainers.encoders import resolve_encoder
 from trainers.engine import build_engine, init_distributed
 from trainers.modeling import FreezeError, HeadSpec, TransferModel, count_parameters, encoder_layers
-from trainers.prepare import label_names_for, load_tokenizer, train_features
-from trainers.tasks import get_task
 
 TASK = "pawsx"
 STEPS = 4  # DeepSpeed's warm-up gives the first steps a zero learning rate: take a few more
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(cache_dir: Path) -> str:
-    return resolve_encoder("tiny", cache_dir)
-
-
-@pytest.fixture(scope="module")
-def heads() -> list[HeadSpec]:
-    return [HeadSpec.of(get_task(TASK))]
-
-
-@pytest.fixture(scope="module")
-def batch(tiny_config: Any, encoder_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A real collated batch of 8 English PAWS-X training examples from the miniature."""
-    config = tiny_config(tmp_path_factory.mktemp("unused-output"), TASK)
-    task = get_task(TASK)
-    tokenizer = load_tokenizer(encoder_dir)
-    features = train_features(config, task, tokenizer, label_names_for(task, config))
-    return collate([features[i] for i in range(8)], tokenizer.pad_token_id)
 
 
 def _is_frozen_name(name: str, depth: int) -> bool:
@@ -51,22 +26,22 @@ def _is_frozen_name(name: str, depth: int) -> bool:
     return any(name.startswith(f"encoder.encoder.layer.{i}.") for i in range(depth))
 
 
-def _train(model: TransferModel, batch: dict[str, Any], zero_stage: int) -> Any:
+def _train(model: TransferModel, pawsx_batch: dict[str, Any], zero_stage: int) -> Any:
     init_distributed(torch.device("cpu"))
     phase = PhaseConfig(learning_rate=1e-2, batch_size=8, max_steps=STEPS)
     engine = build_engine(model, phase, DeepSpeedConfig(zero_stage=zero_stage), STEPS, torch.device("cpu"))
     for _ in range(STEPS):
-        _loop.train_step(engine, TASK, batch)
+        _loop.train_step(engine, TASK, pawsx_batch)
     return engine
 
 
 @pytest.mark.parametrize("zero_stage", [0, 2])
 def test_frozen_layers_are_bit_identical_after_training(
-    encoder_dir: str, heads: list[HeadSpec], batch: dict[str, Any], zero_stage: int
+    tiny_encoder_dir: str, pawsx_heads: list[HeadSpec], pawsx_batch: dict[str, Any], zero_stage: int
 ) -> None:
-    model = build_model(encoder_dir, heads, freeze_depth=1, seed=0)
+    model = build_model(tiny_encoder_dir, pawsx_heads, freeze_depth=1, seed=0)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    engine = _train(model, batch, zero_stage)
+    engine = _train(model, pawsx_batch, zero_stage)
 
     after = dict(engine.module.named_parameters())
     assert set(after) == set(before)
@@ -85,10 +60,10 @@ def test_frozen_layers_are_bit_identical_after_training(
 
 
 def test_frozen_parameters_never_reach_the_optimizer(
-    encoder_dir: str, heads: list[HeadSpec], batch: dict[str, Any]
+    tiny_encoder_dir: str, pawsx_heads: list[HeadSpec], pawsx_batch: dict[str, Any]
 ) -> None:
-    model = build_model(encoder_dir, heads, freeze_depth=1, seed=0)
-    engine = _train(model, batch, zero_stage=0)
+    model = build_model(tiny_encoder_dir, pawsx_heads, freeze_depth=1, seed=0)
+    engine = _train(model, pawsx_batch, zero_stage=0)
     optimizer = engine.optimizer
     in_groups = {id(p) for group in optimizer.param_groups for p in group["params"]}
     with_state = {id(p) for p in optimizer.state}
@@ -104,31 +79,35 @@ def test_frozen_parameters_never_reach_the_optimizer(
     assert n_in_groups == count_parameters(engine.module)[0]
 
 
-def test_freeze_all_layers_leaves_only_heads(encoder_dir: str, heads: list[HeadSpec]) -> None:
-    model = build_model(encoder_dir, heads, freeze_depth=2, seed=0)
+def test_freeze_all_layers_leaves_only_heads(tiny_encoder_dir: str, pawsx_heads: list[HeadSpec]) -> None:
+    model = build_model(tiny_encoder_dir, pawsx_heads, freeze_depth=2, seed=0)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(name.startswith("heads.") for name in trainable), trainable
     assert count_parameters(model)[0] == sum(p.numel() for p in model.heads.parameters())
 
 
-def test_trainable_count_drops_monotonically_with_depth(encoder_dir: str, heads: list[HeadSpec]) -> None:
-    counts = [count_parameters(build_model(encoder_dir, heads, depth, seed=0)) for depth in (0, 1, 2)]
+def test_trainable_count_drops_monotonically_with_depth(
+    tiny_encoder_dir: str, pawsx_heads: list[HeadSpec]
+) -> None:
+    counts = [
+        count_parameters(build_model(tiny_encoder_dir, pawsx_heads, depth, seed=0)) for depth in (0, 1, 2)
+    ]
     trainable = [count[0] for count in counts]
     assert trainable[0] > trainable[1] > trainable[2] > 0
     assert len({count[1] for count in counts}) == 1  # the total does not depend on freezing
     # Each extra layer frozen removes exactly that layer's parameters.
-    model = build_model(encoder_dir, heads, 0, seed=0)
+    model = build_model(tiny_encoder_dir, pawsx_heads, 0, seed=0)
     layer_1 = sum(p.numel() for p in encoder_layers(model.encoder)[1][1].parameters())
     assert trainable[1] - trainable[2] == layer_1
 
 
-def test_freeze_depth_zero_freezes_nothing(encoder_dir: str, heads: list[HeadSpec]) -> None:
-    model = build_model(encoder_dir, heads, freeze_depth=0, seed=0)
+def test_freeze_depth_zero_freezes_nothing(tiny_encoder_dir: str, pawsx_heads: list[HeadSpec]) -> None:
+    model = build_model(tiny_encoder_dir, pawsx_heads, freeze_depth=0, seed=0)
     assert all(p.requires_grad for p in model.parameters())
     trainable, total = count_parameters(model)
     assert trainable == total
 
 
-def test_freeze_depth_beyond_the_encoder_raises(encoder_dir: str, heads: list[HeadSpec]) -> None:
+def test_freeze_depth_beyond_the_encoder_raises(tiny_encoder_dir: str, pawsx_heads: list[HeadSpec]) -> None:
     with pytest.raises(FreezeError, match=r"freeze_depth must be in \[0, 2\]"):
-        build_model(encoder_dir, heads, freeze_depth=3, seed=0)
+        build_model(tiny_encoder_dir, pawsx_heads, freeze_depth=3, seed=0)
