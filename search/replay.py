@@ -175,9 +175,15 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
+    ledger = _ledger_path(settings, replay)
+    done = _finished_record(ledger, trial_id)
+    if done is not None:
+        # A restart after the end (the driver stopped before it took the final result): report the record
+        # again, as a real trial restarted on its final checkpoint does; nothing is replayed or charged twice.
+        tune.report(done)
+        return
     config = trial_config(settings, params, trial_id)
     row = _row(replay, config)
-    ledger = _ledger_path(settings, replay)
     intermediate_cost = 0.0
     reused = 0.0
     if config.intermediate is not None:
@@ -242,6 +248,23 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
             report({**metrics, **_final_metrics(row)}, float(row["target_s"]) + float(row["eval_s"]))
         else:
             report(metrics, seconds[index])
+
+
+def _finished_record(ledger: Path, trial_id: str) -> dict[str, Any] | None:
+    """The metrics of ``trial_id``'s final report in the ledger, or None if it has not finished."""
+    if not ledger.is_file():
+        return None
+    last: dict[str, Any] | None = None
+    for line in ledger.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line another trial is writing
+        if record.get("trial_id") == trial_id:
+            last = record
+    if last is None or last.get(FINISHED) != 1.0:
+        return None
+    return {k: v for k, v in last.items() if k not in ("trial_id", "cell", "target", "time")}
 
 
 def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
