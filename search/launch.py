@@ -8,10 +8,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainers.progress import PROGRESS_EVERY_ENV, ProgressSettings
-from trainers.worker import Plan, train_loop_per_worker
+
+if TYPE_CHECKING:  # the worker stack (torch, DeepSpeed, the metrics) is imported where a job is built
+    from trainers.worker import Plan
 
 # A Train job waits this long for its workers: on a busy or autoscaling cluster they may take minutes
 # to get resources (nodes booting), and a trial pending on the autoscaler must not fail for it.
@@ -138,6 +140,8 @@ def trainer_for(
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trainers.worker import train_loop_per_worker
 
     scaling = plan.config.scaling
     resources = {"CPU": scaling.cpus_per_worker}
