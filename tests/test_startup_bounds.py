@@ -176,3 +176,40 @@ def test_a_one_rank_process_makes_its_own_group_whatever_port_it_inherited() -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("GROUPS", 1)[1].split() == ["1"]
+
+
+def test_a_worker_imports_deepspeed_without_mlflow_and_can_still_import_mlflow() -> None:
+    """DeepSpeed's autotuner tries ``import mlflow`` (1.3 s a worker): skipped, and MLflow stays importable."""
+    code = (
+        "import sys\n"
+        "from trainers.deepspeed_ops import import_deepspeed\n"
+        "deepspeed = import_deepspeed()\n"
+        "import deepspeed.autotuning.autotuner as autotuner\n"
+        "print('RESULT', 'mlflow' in sys.modules, autotuner.has_mlflow, import_deepspeed() is deepspeed)\n"
+        "import mlflow\n"
+        "print('RESULT', mlflow.MlflowClient.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines == [["False", "False", "True"], ["MlflowClient"]], done.stdout
+
+
+def test_the_worker_and_the_driver_import_only_what_they_use() -> None:
+    """A worker imports the scoring libraries only when a metric of its tasks is computed; the search driver
+    never imports the trainer stack (torch), which its Train jobs' workers import."""
+    code = (
+        "import sys\n"
+        "import trainers.worker\n"
+        "print('RESULT', *(name in sys.modules for name in ('torchmetrics', 'seqeval', 'sklearn')))\n"
+        "from trainers.metrics import get_metric\n"
+        "get_metric('seqeval_f1').compute([['B-PER', 'O']], [['B-PER', 'O']])\n"
+        "print('RESULT', *(name in sys.modules for name in ('torchmetrics', 'seqeval')))\n"
+    )
+    driver = "import sys\nimport search.tuner\nprint('RESULT', 'torch' in sys.modules)\n"
+    found = []
+    for source in (code, driver):
+        done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found += [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert found == [["False", "False", "False"], ["False", "True"], ["False"]]

@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 SHM_COMM_OP = "deepspeed_shm_comm"
@@ -33,6 +35,28 @@ TORCH_LOCK = "lock"
 
 class StartupError(RuntimeError):
     """A worker's start-up step did not finish within its bound (the message names what it waited for)."""
+
+
+def import_deepspeed() -> ModuleType:
+    """``import deepspeed``, without the optional MLflow import of its autotuner (which xstilts never runs).
+
+    DeepSpeed imports its autotuner at package import, and the autotuner tries ``import mlflow`` to log
+    its experiments there: 1.3 s of every worker's start-up, for a module no worker uses (the driver
+    logs to MLflow). While DeepSpeed is imported, ``mlflow`` is marked missing in ``sys.modules`` (the
+    autotuner then records ``has_mlflow = False``); the mark is removed at once, so a later
+    ``import mlflow`` in this process works as usual. A process that already imported MLflow keeps it.
+    """
+    if "deepspeed" in sys.modules:
+        return sys.modules["deepspeed"]
+    hide = "mlflow" not in sys.modules
+    if hide:
+        sys.modules["mlflow"] = None  # type: ignore[assignment]  # "import mlflow" raises ImportError
+    try:
+        import deepspeed
+    finally:
+        if hide and sys.modules.get("mlflow", 0) is None:
+            del sys.modules["mlflow"]
+    return deepspeed
 
 
 def skip_unused_ops() -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from trainers.config import DeepSpeedConfig, PhaseConfig
-from trainers.deepspeed_ops import StartupError, skip_unused_ops
+from trainers.deepspeed_ops import StartupError, import_deepspeed, skip_unused_ops
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
 
@@ -139,8 +139,7 @@ def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> None:
     inherited: a parent's variables (a test runner, a notebook, a driver that made a group itself) name a
     port that process's store still holds.
     """
-    import deepspeed
-
+    deepspeed = import_deepspeed()  # the worker's first DeepSpeed import
     skip_unused_ops()
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout = timedelta(seconds=timeout_s)

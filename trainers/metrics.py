@@ -20,9 +20,8 @@ from functools import cache
 from statistics import fmean
 from typing import Any
 
-import seqeval.metrics
-from sklearn.metrics import accuracy_score, f1_score
-from torchmetrics.functional.text import squad as torchmetrics_squad
+# The scoring libraries (scikit-learn, seqeval, torchmetrics: 3 s of imports together) are imported by the
+# metric that uses them, so a worker pays only for its tasks' metrics.
 
 Scores = dict[str, float]
 
@@ -59,11 +58,15 @@ def _percent(value: Any) -> float:
 
 
 def _accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> Scores:
+    from sklearn.metrics import accuracy_score
+
     return {"accuracy": _percent(accuracy_score(references, predictions))}
 
 
 def _f1_binary(predictions: Sequence[int], references: Sequence[int]) -> Scores:
     # GLUE reports QQP as F1 of the positive class (index 1, "duplicate") alongside accuracy.
+    from sklearn.metrics import f1_score
+
     return {
         "f1": _percent(f1_score(references, predictions, pos_label=1, average="binary", zero_division=0)),
         **_accuracy(predictions, references),
@@ -89,6 +92,8 @@ def _accuracy_tokens(predictions: Sequence[Sequence[Any]], references: Sequence[
 
 
 def _seqeval_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> Scores:
+    import seqeval.metrics
+
     _check_same_lengths(predictions, references)
     # Lists, not tuples or arrays: seqeval checks its inputs' types.
     y_true = [list(sequence) for sequence in references]
@@ -115,6 +120,8 @@ def _answer_texts(answers: Sequence[str] | Mapping[str, Sequence[Any]]) -> list[
 
 def _squad_v2(predictions: Mapping[str, str], references: Mapping[str, Any]) -> Scores:
     # A question without a prediction scores 0 (official script); predictions without a question are ignored.
+    from torchmetrics.functional.text import squad as torchmetrics_squad
+
     preds = [{"id": qid, "prediction_text": text} for qid, text in predictions.items()]
     target = [{"id": qid, "answers": {"text": _answer_texts(ans)}} for qid, ans in references.items()]
     result = torchmetrics_squad(preds, target)  # type: ignore[arg-type]
