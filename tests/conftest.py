@@ -17,6 +17,34 @@ from studies import PROCESS_GROUP_ENV
 from trainers.config import TransferConfig, apply_overrides
 from trainers.tasks import TASKS, TaskType
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n``), each worker's Ray gets a temp root of its own.
+
+    ``ray.init()`` without an address joins the cluster named in ``<RAY_TMPDIR>/ray/ray_current_cluster``
+    (the last ``ray start`` on the machine) when there is one: a test's cluster on one worker would take in
+    another worker's searches. A root per worker keeps each worker's clusters its own. It is short: Ray's
+    Unix sockets live under it.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        root = Path(f"/tmp/xs-{worker}-{os.getppid()}")
+        root.mkdir(exist_ok=True)
+        os.environ["RAY_TMPDIR"] = str(root)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest tests first (soak, then slow, each in file order), so that with ``-n`` no worker ends
+    on a long scenario while the others sit idle; a run without ``-n`` runs the same tests."""
+
+    def tier(item: pytest.Item) -> int:
+        if item.get_closest_marker("soak"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=tier)  # stable: file and definition order within a tier
+
+
 QA_TASKS = frozenset(name for name, task in TASKS.items() if task.type is TaskType.SPAN_QA)
 """Tasks whose configs get longer sequences: every extractive QA task of the registry."""
 
