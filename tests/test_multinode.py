@@ -112,8 +112,11 @@ def local_cluster(workers: int, extra_env: dict[str, str] | None = None) -> Iter
     ``ray.init()`` with ``RAY_TMPDIR`` set to it finds this cluster, as ``ray.init()`` on a head finds
     the one ``ray start --head`` started.
     """
+    import ray
     from ray.cluster_utils import Cluster
 
+    if ray.is_initialized():  # an earlier test's in-process Ray, on another cluster: this test joins its own
+        ray.shutdown()
     temp_root = Path(tempfile.mkdtemp(prefix="xs-rc-", dir="/tmp"))  # short: Unix socket paths
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", str(temp_root))
