@@ -7,6 +7,7 @@ QA, batches of 8, a few steps) so that a whole pipeline runs in seconds on one C
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(f"/tmp/xs-{worker}-{os.getppid()}")
         root.mkdir(exist_ok=True)
         os.environ["RAY_TMPDIR"] = str(root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An xdist worker's Ray temp root goes once its last test is done (and its in-process Ray is stopped)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    import sys
+
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+    shutil.rmtree(f"/tmp/xs-{worker}-{os.getppid()}", ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
