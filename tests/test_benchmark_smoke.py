@@ -100,3 +100,23 @@ def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
     assert re.search(
         rf"^RESULT gpu=cpu throughput_ratio_min={min(ratios):.2f} mfu_large=n/a$", done.stdout, re.M
     )
+
+
+@pytest.mark.slow
+def test_imports_benchmark_smoke(tmp_path: Path) -> None:
+    """One fresh process per row on this tree: a table of four rows and the RESULT line."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "imports.py"), "--trees", str(ROOT), "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 5, done.stdout  # the header and four imports
+    assert all(float(row.split("|")[2]) > 0 for row in rows[1:]), done.stdout
+    assert re.fullmatch(
+        r"RESULT driver_import_s=[0-9.]+ worker_import_s=[0-9.]+", done.stdout.splitlines()[-1]
+    )
