@@ -12,21 +12,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_throughput_benchmark_smoke(tmp_path: Path) -> None:
+def _benchmark(script: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python benchmarks/<script> args...`` in ``cwd``; fails the test unless it exits 0."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "throughput.py"),
-            *("--targets", "udpos", "--short", "1", "--long", "3", "--repeats", "1"),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
-        timeout=600,
+        cwd=cwd,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke(tmp_path: Path) -> None:
+    done = _benchmark(
+        "throughput.py",
+        *("--targets", "udpos", "--short", "1", "--long", "3", "--repeats", "1"),
+        cwd=tmp_path,
+    )
     row = next(line for line in done.stdout.splitlines() if line.startswith("| tiny | udpos |"))
     # Both loops ran and were timed. Two extra steps of the tiny encoder (milliseconds) can drown in the
     # noise of the fixed costs on a loaded machine: then the row and the RESULT line say so, never a
@@ -50,15 +56,7 @@ def test_gpu_perf_without_a_gpu_says_so_in_one_line(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the script would measure")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_perf.py")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _benchmark("gpu_perf.py", cwd=tmp_path, timeout=120)
     assert done.stdout.splitlines() == [
         "gpu_perf: no GPU (torch.cuda.is_available() is False): nothing measured"
     ]
@@ -70,20 +68,12 @@ def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
     """Every row of the GPU script (xstilts' loop and the ``Trainer``, without and with ZeRO 2) on the tiny
     shape on CPU, so a GPU session finds no broken code path (58 s at load average 3.5, 87 s at 8.7: four
     fresh processes, each importing torch, transformers and DeepSpeed)."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu_perf.py"),
-            *("--cpu", "--shapes", "tiny", "--batch", "4", "--seq", "16", "--min-len", "8"),
-            *("--warmup", "1", "--steps", "2", "--scratch", str(tmp_path / "scratch")),
-        ],
-        capture_output=True,
-        text=True,
+    done = _benchmark(
+        "gpu_perf.py",
+        *("--cpu", "--shapes", "tiny", "--batch", "4", "--seq", "16", "--min-len", "8"),
+        *("--warmup", "1", "--steps", "2", "--scratch", str(tmp_path / "scratch")),
         cwd=tmp_path,
-        timeout=600,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| tiny |")]
     assert [row.split("|")[2:4] for row in rows] == [
         [" xstilts ", " 0 "],
@@ -105,15 +95,7 @@ def test_gpu_perf_code_paths_on_cpu(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_imports_benchmark_smoke(tmp_path: Path) -> None:
     """One fresh process per row on this tree: a table of four rows and the RESULT line."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "imports.py"), "--trees", str(ROOT), "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _benchmark("imports.py", "--trees", str(ROOT), "--repeats", "1", cwd=tmp_path)
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 5, done.stdout  # the header and four imports
     assert all(float(row.split("|")[2]) > 0 for row in rows[1:]), done.stdout
