@@ -225,7 +225,10 @@ def test_a_search_rides_out_a_60_s_tracking_outage(tmp_path: Path, cache_dir: Pa
         cache_dir,
         name="outage",
         samples=4,
-        target={"max_steps": 8, "eval_every": 2},
+        # Long enough that trials still report once the server is down: the test stops it only after a
+        # trial's en_dev reached MLflow, and a trial of 8 steps on a warm actor ends within a second (all
+        # four had once finished before the stop). 160 steps with 20 evaluations take several seconds each.
+        target={"max_steps": 160, "eval_every": 8},
         scheduler={"type": "fifo"},
         languages=["en", "de"],
     )
