@@ -34,6 +34,8 @@ from trainers.keys import COST_GPU_S, COST_PHASE_GPU_S, FINISHED
 
 LEDGER = "replay-ledger.jsonl"
 """The ledger's file name, beside the replay's cache root."""
+LEDGER_FIELDS = ("trial_id", "cell", "target", "time")
+"""What a ledger record holds besides the metrics the trial reported to Tune."""
 
 
 class ReplayError(UserError, ValueError):
@@ -219,14 +221,11 @@ def replay_trial(params: dict[str, Any], settings: TrialSettings, replay: Replay
             COST_PHASE_GPU_S.format(phase="target"): target_cost,
             COST_GPU_S: intermediate_cost + target_cost,
         }
+        record = dict(
+            zip(LEDGER_FIELDS, (trial_id, row["cell"], config.target.task, time.time()), strict=True)
+        )
         with ledger.open("a") as handle:
-            handle.write(
-                json.dumps(
-                    {"trial_id": trial_id, "cell": row["cell"], "target": config.target.task}
-                    | {"time": time.time(), **metrics}
-                )
-                + "\n"
-            )
+            handle.write(json.dumps({**record, **metrics}) + "\n")
         tune.report(metrics)
 
     report({keys.TARGET_STEP: 0}, 0.0)
@@ -264,7 +263,7 @@ def _finished_record(ledger: Path, trial_id: str) -> dict[str, Any] | None:
             last = record
     if last is None or last.get(FINISHED) != 1.0:
         return None
-    return {k: v for k, v in last.items() if k not in ("trial_id", "cell", "target", "time")}
+    return {k: v for k, v in last.items() if k not in LEDGER_FIELDS}
 
 
 def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:

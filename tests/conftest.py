@@ -19,43 +19,52 @@ from trainers.config import TransferConfig, apply_overrides
 from trainers.tasks import TASKS, TaskType
 
 
+def _worker_ray_root() -> Path | None:
+    """This xdist worker's Ray temp root (None outside xdist); short: Ray's Unix sockets live under it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return Path(f"/tmp/xs-{worker}-{os.getppid()}") if worker else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``-n``), each worker's Ray gets a temp root of its own.
 
     ``ray.init()`` without an address joins the cluster named in ``<RAY_TMPDIR>/ray/ray_current_cluster``
     (the last ``ray start`` on the machine) when there is one: a test's cluster on one worker would take in
-    another worker's searches. A root per worker keeps each worker's clusters its own. It is short: Ray's
-    Unix sockets live under it.
+    another worker's searches. A root per worker keeps each worker's clusters its own.
     """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        root = Path(f"/tmp/xs-{worker}-{os.getppid()}")
+    root = _worker_ray_root()
+    if root is not None:
         root.mkdir(exist_ok=True)
         os.environ["RAY_TMPDIR"] = str(root)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """An xdist worker's Ray temp root goes once its last test is done (and its in-process Ray is stopped)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
+    root = _worker_ray_root()
+    if root is None:
         return
     import sys
 
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         sys.modules["ray"].shutdown()
-    shutil.rmtree(f"/tmp/xs-{worker}-{os.getppid()}", ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest tests first (soak, then slow, each in file order), so that with ``-n`` no worker ends
-    on a long scenario while the others sit idle; a run without ``-n`` runs the same tests."""
+    """Modules with the longest tests first (a soak test, then a slow one), each module whole and in file
+    order: with ``-n`` a module is one worker's unit, and no worker ends on a long scenario while the others
+    sit idle; a module's fixtures are built once either way, and a run without ``-n`` runs the same tests."""
 
     def tier(item: pytest.Item) -> int:
         if item.get_closest_marker("soak"):
             return 0
         return 1 if item.get_closest_marker("slow") else 2
 
-    items.sort(key=tier)  # stable: file and definition order within a tier
+    module_tier: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        module_tier[module] = min(module_tier.get(module, 2), tier(item))
+    items.sort(key=lambda item: module_tier[item.nodeid.split("::")[0]])  # stable: file order within a tier
 
 
 QA_TASKS = frozenset(name for name, task in TASKS.items() if task.type is TaskType.SPAN_QA)
